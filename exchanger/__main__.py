@@ -1,0 +1,5 @@
+import sys
+
+from exchanger.cli import main
+
+sys.exit(main())

@@ -1,0 +1,60 @@
+"""The `kubegate` command: one entry point, one subcommand per job.
+
+Subcommand modules are imported only when their subcommand runs, so `kubegate credential`
+(run by kubectl before every command) never pays for grpc or the Kubernetes client.
+A subcommand module provides `add_arguments(parser)` and `run(args) -> int`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Protocol
+
+from exchanger import __version__
+
+
+class Subcommand(Protocol):
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+# name -> (module, one-line help). Order is the order `kubegate --help` lists them in.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "audit": ("exchanger.commands.audit", "verify the hash chain of audit logs"),
+}
+
+
+def build_parser(selected: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubegate",
+        description="Exchange a CI/CD workload identity token for a short-lived, scoped, "
+        "audited Kubernetes credential.",
+    )
+    parser.add_argument("--version", action="version", version=f"kubegate {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, summary) in SUBCOMMANDS.items():
+        sub = commands.add_parser(name, help=summary, description=summary)
+        if name == selected:
+            module: Subcommand = importlib.import_module(module_name)  # type: ignore[assignment]
+            module.add_arguments(sub)
+            sub.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    selected = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(selected if selected in SUBCOMMANDS else None)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
