@@ -1,0 +1,26 @@
+"""Test-suite wiring: fixture plugins, and the `integration` mark for tests/integration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support.controlplane import find_binaries
+
+pytest_plugins = ["tests.support.fixtures_kube", "tests.support.fixtures_oidc"]
+
+_INTEGRATION = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _INTEGRATION in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+def pytest_report_header() -> str:
+    found = find_binaries()
+    if found:
+        return f"control plane: {found}"
+    return "control plane: not found (tests that need it skip here, and fail under CI=true)"
