@@ -1,0 +1,171 @@
+"""The audit log file: an append-only, hash-chained JSON-lines file (see `chain`).
+
+Rules of this module:
+- a record is on disk before `append` returns: one `os.write` of the whole line on an
+  `O_APPEND` descriptor, then `os.fsync` (which tests and benchmarks may turn off);
+- any failure to record raises `AuditWriteError` (UNAVAILABLE, reason AUDIT_UNAVAILABLE): the
+  caller must then refuse the exchange, so nothing is ever issued unrecorded;
+- a failed append leaves the file as it was: a short write or a failed fsync is truncated
+  back; if even that fails, the log refuses every later append until it is reopened;
+- the file is created with mode 0600; one process writes a given file (each replica its own);
+- opening an existing file resumes its chain from the last line, which must be complete and
+  intact: a corrupt tail refuses to start (`AuditLogCorruptError`) rather than extend a broken
+  chain. The head (last `seq` and `hash`) is logged on open and close and readable as `head`,
+  so it can be exported and anchored elsewhere (deleting trailing lines is otherwise invisible).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol
+
+from exchanger.audit.chain import ChainError, ChainHead, chain_line, read_line
+from exchanger.audit.record import AuditRecord
+from exchanger.errors import UnavailableError
+
+log = logging.getLogger(__name__)
+
+_OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+_TAIL_CHUNK = 4096
+
+
+class AuditSink(Protocol):
+    """Where decisions are recorded. `append` returns only once the record is durable and
+    raises `AuditWriteError` otherwise."""
+
+    def append(self, record: AuditRecord) -> None: ...
+
+
+class AuditWriteError(UnavailableError):
+    """The audit log cannot record a decision; the exchange must be refused."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("AUDIT_UNAVAILABLE", detail)
+
+
+class AuditLogCorruptError(UnavailableError):
+    """The existing audit log ends in a line that does not verify; kubegate will not extend it."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("AUDIT_LOG_CORRUPT", detail)
+
+
+def _read_last_line(fd: int) -> bytes:
+    """The file's last line with its newline (or the partial line after the last newline)."""
+    size = os.fstat(fd).st_size
+    chunk = _TAIL_CHUNK
+    while size > 0:
+        start = max(0, size - chunk)
+        data = os.pread(fd, size - start, start)
+        cut = data.rfind(b"\n", 0, len(data) - 1)
+        if cut >= 0 or start == 0:
+            return data[cut + 1:]
+        chunk *= 2
+    return b""
+
+
+def _open(path: Path) -> int:
+    try:
+        return os.open(path, _OPEN_FLAGS, 0o600)
+    except OSError as error:
+        raise AuditWriteError(f"cannot open audit log {path}: {error.strerror}") from error
+
+
+def _resume_head(fd: int, path: Path) -> ChainHead:
+    """The head of the chain already in the file, checking its last line."""
+    try:
+        last = _read_last_line(fd)
+    except OSError as error:
+        raise AuditWriteError(f"cannot read audit log {path}: {error.strerror}") from error
+    if not last:
+        return ChainHead()
+    if not last.endswith(b"\n"):
+        raise AuditLogCorruptError(f"{path}: the last line is incomplete (a torn write?); "
+                                   "verify the file with `kubegate audit verify` and move it aside")
+    try:
+        _, head, _ = read_line(last)
+    except ChainError as error:
+        raise AuditLogCorruptError(f"{path}: the last line does not verify: {error}; verify the "
+                                   "file with `kubegate audit verify` and move it aside") from None
+    return head
+
+
+class AuditLog:
+    """An `AuditSink` writing to a file. Thread-safe."""
+
+    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True) -> None:
+        self.path = Path(path)
+        self._fsync = fsync
+        self._lock = threading.Lock()
+        self._broken = ""
+        self._fd = _open(self.path)
+        try:
+            self._head = _resume_head(self._fd, self.path)
+        except BaseException:
+            os.close(self._fd)
+            raise
+        log.info("audit log %s opened at seq %d hash %s", self.path, self._head.seq,
+                 self._head.hash)
+
+    @property
+    def head(self) -> ChainHead:
+        """The last line written: export it and anchor it elsewhere."""
+        return self._head
+
+    def append(self, record: AuditRecord) -> None:
+        """Write `record` as the next line of the chain; durable when this returns."""
+        with self._lock:
+            if self._fd < 0:
+                raise AuditWriteError(f"audit log {self.path} is closed")
+            if self._broken:
+                raise AuditWriteError(f"audit log {self.path} is unusable: {self._broken}")
+            line, head = chain_line(record.to_dict(), self._head)
+            self._write(line)
+            self._head = head
+
+    def _write(self, line: bytes) -> None:
+        """One write of the whole line, then fsync; on failure the file is left unchanged."""
+        try:
+            size_before = os.fstat(self._fd).st_size
+            written = os.write(self._fd, line)
+        except OSError as error:
+            raise AuditWriteError(f"cannot write audit log {self.path}: {error.strerror}") \
+                from error
+        try:
+            if written != len(line):
+                raise OSError(errno.EIO, f"short write ({written} of {len(line)} bytes)")
+            if self._fsync:
+                os.fsync(self._fd)
+        except OSError as error:
+            self._undo(size_before, error)
+            raise AuditWriteError(f"cannot write audit log {self.path}: {error.strerror}") \
+                from error
+
+    def _undo(self, size_before: int, cause: OSError) -> None:
+        """Cut a partly recorded line off; if that fails too, refuse all further appends."""
+        try:
+            os.ftruncate(self._fd, size_before)
+        except OSError as error:
+            self._broken = f"{cause.strerror}, then could not truncate: {error.strerror}"
+            log.error("audit log %s: %s; reopen it after checking the file", self.path,
+                      self._broken)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+                log.info("audit log %s closed at seq %d hash %s", self.path, self._head.seq,
+                         self._head.hash)
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()

@@ -1,0 +1,220 @@
+"""One audit record: what kubegate decided about one exchange, and why. Pure: no I/O, no clock.
+
+Rules of this module:
+- a record never holds a token. Callers pass claims (`iss`, `sub`, `jti`), names and ids only;
+  as defence in depth every string that looks like a compact JWT (or JWE) is replaced by
+  `[redacted]` when a record is built, and overlong strings are cut to `MAX_FIELD_CHARS`
+  (unverified claims of a rejected token are attacker-controlled);
+- an allow has reason and status `OK`; a deny has a stable reason (the error's) and the name of
+  the gRPC status the caller received;
+- times are RFC 3339 in UTC (`2025-01-02T03:04:05.000006Z`), computed from an injected `now`;
+- `to_json()` is deterministic: sorted keys, compact separators, ASCII only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from exchanger.errors import KubegateError
+
+Decision = Literal["allow", "deny"]
+
+ALLOW_REASON = "OK"
+REDACTED = "[redacted]"
+MAX_FIELD_CHARS = 1024
+
+# A compact JWS (three segments) or JWE (five): a base64url JSON header ("ey..." is `{"` or
+# `{ `), then at least one more long segment and a dot. Generous on purpose: a false positive
+# only hides a value from the audit log.
+_TOKEN_SHAPE = re.compile(
+    r"(?<![A-Za-z0-9_-])ey[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"
+    r"(?:\.[A-Za-z0-9_-]*)*"
+)
+
+
+def looks_like_token(text: str) -> bool:
+    """Whether `text` contains something shaped like a compact JWT."""
+    return _TOKEN_SHAPE.search(text) is not None
+
+
+def sanitize(text: str) -> str:
+    """`text` with every JWT-shaped part replaced by `[redacted]`, cut to `MAX_FIELD_CHARS`."""
+    cleaned = _TOKEN_SHAPE.sub(REDACTED, text)
+    if len(cleaned) > MAX_FIELD_CHARS:
+        return cleaned[:MAX_FIELD_CHARS] + "...[truncated]"
+    return cleaned
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with microseconds, as the Kubernetes audit log writes it."""
+    if moment.tzinfo is None:
+        raise ValueError("audit times must be timezone-aware")
+    text = moment.astimezone(UTC).isoformat(timespec="microseconds")
+    return text.removesuffix("+00:00") + "Z"
+
+
+def _sanitize_strings(instance: object) -> None:
+    """Replace, in a frozen dataclass, every str and tuple-of-str field by its sanitized form."""
+    for field in fields(instance):  # type: ignore[arg-type]
+        value = getattr(instance, field.name)
+        if isinstance(value, str):
+            object.__setattr__(instance, field.name, sanitize(value))
+        elif isinstance(value, tuple):
+            object.__setattr__(instance, field.name, tuple(sanitize(str(v)) for v in value))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Caller:
+    """Who asked: claims of the subject token. Empty when the token could not be parsed; for a
+    token that failed verification these are the unverified claims, recorded for forensics."""
+
+    iss: str = ""
+    sub: str = ""
+    jti: str = ""
+
+    def __post_init__(self) -> None:
+        _sanitize_strings(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"iss": self.iss, "sub": self.sub, "jti": self.jti}
+
+
+@dataclass(frozen=True, kw_only=True)
+class GrantRecord:
+    """What a mapping handed out (or would have): the audit view of a grant.
+
+    `service_account` is set for the TokenRequest backend, `user` and `groups` for the
+    self-issued one. `lifetime_seconds` is the lifetime actually granted (0 if none was).
+    """
+
+    cluster: str
+    namespace: str
+    service_account: str = ""
+    user: str = ""
+    groups: tuple[str, ...] = ()
+    audiences: tuple[str, ...] = ()
+    lifetime_seconds: int = 0
+
+    def __post_init__(self) -> None:
+        if self.lifetime_seconds < 0:
+            raise ValueError("a granted lifetime cannot be negative")
+        _sanitize_strings(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cluster": self.cluster,
+            "namespace": self.namespace,
+            "service_account": self.service_account,
+            "user": self.user,
+            "groups": list(self.groups),
+            "audiences": list(self.audiences),
+            "lifetime_seconds": self.lifetime_seconds,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditRecord:
+    """One decision. Build it with `allow_record` or `deny_record`.
+
+    `issuer` is the configured issuer's name; `role` is the mapping the caller asked for (may be
+    empty); `mapping` is the mapping that matched (may be empty for a deny); `token_id` is the
+    issued credential's `jti`; `peer` is the caller's network address; `detail` explains the
+    decision for auditors only (never sent to the caller).
+    """
+
+    time: str
+    decision: Decision
+    reason: str
+    status: str
+    caller: Caller = Caller()
+    issuer: str = ""
+    role: str = ""
+    mapping: str = ""
+    grant: GrantRecord | None = None
+    token_id: str = ""
+    session_id: str = ""
+    expires_at: str = ""
+    peer: str = ""
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.time:
+            raise ValueError("an audit record needs a time")
+        if self.decision not in ("allow", "deny"):
+            raise ValueError(f"decision must be 'allow' or 'deny', not {self.decision!r}")
+        is_ok = (self.reason == ALLOW_REASON, self.status == "OK")
+        if self.decision == "allow" and is_ok != (True, True):
+            raise ValueError("an allow has reason OK and status OK")
+        if self.decision == "deny" and (any(is_ok) or not self.reason or not self.status):
+            raise ValueError("a deny needs a reason and a status other than OK")
+        _sanitize_strings(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON values (nested objects for caller and grant)."""
+        return {
+            "time": self.time,
+            "decision": self.decision,
+            "reason": self.reason,
+            "status": self.status,
+            "caller": self.caller.to_dict(),
+            "issuer": self.issuer,
+            "role": self.role,
+            "mapping": self.mapping,
+            "grant": self.grant.to_dict() if self.grant else None,
+            "token_id": self.token_id,
+            "session_id": self.session_id,
+            "expires_at": self.expires_at,
+            "peer": self.peer,
+            "detail": self.detail,
+        }
+
+    def to_json(self) -> str:
+        """One line of JSON: sorted keys, compact separators, ASCII only."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=True, allow_nan=False)
+
+
+def allow_record(
+    *,
+    now: datetime,
+    caller: Caller,
+    issuer: str,
+    mapping: str,
+    grant: GrantRecord,
+    token_id: str,
+    session_id: str,
+    expires_at: datetime,
+    role: str = "",
+    peer: str = "",
+    detail: str = "",
+) -> AuditRecord:
+    """The record of a successful exchange."""
+    return AuditRecord(
+        time=format_time(now), decision="allow", reason=ALLOW_REASON, status="OK",
+        caller=caller, issuer=issuer, role=role, mapping=mapping, grant=grant,
+        token_id=token_id, session_id=session_id, expires_at=format_time(expires_at),
+        peer=peer, detail=detail,
+    )
+
+
+def deny_record(
+    *,
+    now: datetime,
+    error: KubegateError,
+    caller: Caller | None = None,
+    issuer: str = "",
+    role: str = "",
+    mapping: str = "",
+    grant: GrantRecord | None = None,
+    peer: str = "",
+) -> AuditRecord:
+    """The record of a refused exchange: reason, status and detail come from `error`."""
+    return AuditRecord(
+        time=format_time(now), decision="deny", reason=error.reason, status=error.status.name,
+        caller=caller or Caller(), issuer=issuer, role=role, mapping=mapping, grant=grant,
+        peer=peer, detail=error.detail,
+    )

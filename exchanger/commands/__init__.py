@@ -1,0 +1,1 @@
+"""Subcommands of the `kubegate` command, one module each (see `exchanger.cli`)."""
