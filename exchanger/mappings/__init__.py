@@ -1,0 +1,55 @@
+"""Trust mappings: which verified identities may receive which Kubernetes grant.
+
+- `conditions`: one claim condition (equals, glob, regex, oneOf) and its pure evaluation;
+- `model`: Grant, TrustMapping, and MappingSet with `match(identity, role)` (deny by default);
+- `index`: the by-value index that keeps matching independent of the number of mappings;
+- `validate`, `load`: YAML documents and folders into mappings, every problem reported at once;
+- `schema`: the document as a structural OpenAPI v3 schema (for the TrustMapping CRD);
+- `store`: the current set, reloads that keep the last good set, and a folder watcher;
+- `bench`: the few-versus-many matching benchmark.
+"""
+
+from exchanger.mappings.conditions import (
+    MISSING,
+    Condition,
+    ConditionResult,
+    Operator,
+    evaluate,
+)
+from exchanger.mappings.load import load_folder, parse_documents
+from exchanger.mappings.model import (
+    AMBIGUOUS_MAPPING,
+    NO_MATCHING_MAPPING,
+    ROLE_NOT_ALLOWED,
+    Grant,
+    MappingSet,
+    TrustMapping,
+)
+from exchanger.mappings.schema import TRUST_MAPPING_SCHEMA
+from exchanger.mappings.store import (
+    FolderWatcher,
+    MappingStore,
+    ReloadResult,
+    store_for_folder,
+)
+
+__all__ = [
+    "AMBIGUOUS_MAPPING",
+    "MISSING",
+    "NO_MATCHING_MAPPING",
+    "ROLE_NOT_ALLOWED",
+    "TRUST_MAPPING_SCHEMA",
+    "Condition",
+    "ConditionResult",
+    "FolderWatcher",
+    "Grant",
+    "MappingSet",
+    "MappingStore",
+    "Operator",
+    "ReloadResult",
+    "TrustMapping",
+    "evaluate",
+    "load_folder",
+    "parse_documents",
+    "store_for_folder",
+]

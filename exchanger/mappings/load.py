@@ -1,0 +1,150 @@
+"""Load trust mappings from YAML text and from a folder of `*.yaml` / `*.yml` files.
+
+Rules of this module:
+- everything is validated and every problem is reported at once, in one ConfigError, each
+  problem naming its file, document (numbered from 1) and field;
+- nothing partial is returned: a folder with one bad document yields no MappingSet at all
+  (the store then keeps its last good set);
+- YAML is read with a SafeLoader that also refuses duplicate keys (PyYAML would silently keep
+  the last one, which can quietly change a condition); empty documents are skipped;
+- the folder is read flat (no subfolders); hidden files are skipped, so a ConfigMap volume's
+  `..data` entries are ignored while its `name.yaml` links are read;
+- mapping names are unique across all files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from exchanger.errors import ConfigError
+from exchanger.mappings.model import MappingSet, TrustMapping
+from exchanger.mappings.validate import parse_mapping
+
+SUFFIXES = (".yaml", ".yml")
+
+
+class _StrictSafeLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key repeated in one mapping."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if not isinstance(key, Hashable):
+            continue  # construct_mapping below refuses it
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark,
+                f"found duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_StrictSafeLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        mark = error.problem_mark
+        return f"line {mark.line + 1}, column {mark.column + 1}: {error.problem}"
+    return str(error)
+
+
+def _documents(text: str, source: str, problems: list[str]) -> list[tuple[int, Any]]:
+    """The non-empty documents of `text` with their numbers; a YAML error ends the file."""
+    found: list[tuple[int, Any]] = []
+    number = 0
+    try:
+        for number, document in enumerate(
+                yaml.load_all(text, Loader=_StrictSafeLoader), start=1):  # noqa: S506
+            if document is not None:
+                found.append((number, document))
+    except yaml.YAMLError as error:
+        problems.append(f"{source}: document {number + 1}: invalid YAML: {_yaml_problem(error)}")
+    return found
+
+
+def _collect(text: str, source: str, issuers: frozenset[str] | None,
+             clusters: frozenset[str] | None,
+             problems: list[str]) -> list[TrustMapping]:
+    mappings = []
+    for number, document in _documents(text, source, problems):
+        mapping, found = parse_mapping(document, source=f"{source}: document {number}",
+                                       issuers=issuers, clusters=clusters)
+        problems.extend(found)
+        if mapping is not None:
+            mappings.append(mapping)
+    return mappings
+
+
+def _duplicates(mappings: Iterable[TrustMapping]) -> list[str]:
+    first: dict[str, TrustMapping] = {}
+    problems = []
+    for mapping in mappings:
+        if mapping.name in first:
+            problems.append(f"{mapping.source} ({mapping.name}): metadata.name: duplicate "
+                            f"mapping name, first defined in {first[mapping.name].source}")
+        else:
+            first[mapping.name] = mapping
+    return problems
+
+
+def _names(known: set[str] | None) -> frozenset[str] | None:
+    return None if known is None else frozenset(known)
+
+
+def parse_documents(text: str, source: str, known_issuers: set[str] | None = None,
+                    known_clusters: set[str] | None = None) -> tuple[TrustMapping, ...]:
+    """The mappings in YAML `text` (one or more documents); `source` names it in problems.
+    Raises ConfigError with every problem."""
+    problems: list[str] = []
+    mappings = _collect(text, source, _names(known_issuers), _names(known_clusters), problems)
+    problems.extend(_duplicates(mappings))
+    if problems:
+        raise ConfigError(problems)
+    return tuple(mappings)
+
+
+def mapping_files(folder: Path) -> list[Path]:
+    """The mapping files of a folder, sorted by name: `*.yaml` and `*.yml`, not hidden,
+    regular files (or links to them)."""
+    return sorted(path for path in folder.iterdir()
+                  if path.suffix in SUFFIXES and not path.name.startswith(".")
+                  and path.is_file())
+
+
+def _read(path: Path, problems: list[str]) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        problems.append(f"{path.name}: cannot read: {error}")
+        return None
+
+
+def load_folder(path: str | Path, known_issuers: set[str] | None = None,
+                known_clusters: set[str] | None = None) -> MappingSet:
+    """Every mapping in a folder's YAML files; problems are named `<file>: document N (name)`.
+    Raises ConfigError with every problem. An empty folder is an empty set (deny all)."""
+    folder = Path(path)
+    try:
+        files = mapping_files(folder)
+    except OSError as error:
+        raise ConfigError([f"{folder}: cannot list trust mappings: {error}"]) from error
+    issuers, clusters = _names(known_issuers), _names(known_clusters)
+    problems: list[str] = []
+    mappings: list[TrustMapping] = []
+    for file in files:
+        text = _read(file, problems)
+        if text is not None:
+            mappings.extend(_collect(text, file.name, issuers, clusters, problems))
+    problems.extend(_duplicates(mappings))
+    if problems:
+        raise ConfigError(problems)
+    return MappingSet(mappings=tuple(mappings))

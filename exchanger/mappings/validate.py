@@ -1,0 +1,233 @@
+"""Turn one decoded TrustMapping document into a `TrustMapping`, collecting every problem.
+
+Rules of this module:
+- every problem is reported, not just the first, each as `<where> (<name>): <field>: <what>`,
+  with fields written as in the document (`spec.claims[1].regex`, lists indexed from 0);
+- unknown fields are errors everywhere, except the ObjectMeta fields a custom resource
+  carries (namespace, labels, annotations and those the API server sets), which are ignored;
+- values keep their YAML types: an expected value must be a string, number or boolean (a
+  YAML date or null is refused: quote it), and it is compared with its type;
+- only `yaml`-decoded data comes in (dicts, lists, scalars); nothing here reads files.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, cast
+
+from exchanger.mappings.conditions import Condition, Operator, Scalar, json_type, value_key
+from exchanger.mappings.fields import (
+    Report,
+    check_fields,
+    check_known,
+    child,
+    object_at,
+    parse_duration,
+    string_at,
+    strings_at,
+)
+from exchanger.mappings.model import (
+    DEFAULT_LIFETIME_SECONDS,
+    MAX_LIFETIME_SECONDS,
+    MIN_LIFETIME_SECONDS,
+    Grant,
+    TrustMapping,
+    is_dns_label,
+    is_dns_subdomain,
+)
+from exchanger.mappings.schema import API_VERSION, KIND
+
+_TOP_FIELDS: Final = frozenset({"apiVersion", "kind", "metadata", "spec"})
+_IGNORED_METADATA: Final = frozenset({
+    "namespace", "labels", "annotations", "uid", "resourceVersion", "generation",
+    "creationTimestamp", "managedFields", "finalizers", "ownerReferences", "generateName",
+    "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink",
+})
+_SPEC_FIELDS: Final = frozenset({"issuer", "description", "claims", "grant"})
+_CONDITION_FIELDS: Final = frozenset({"claim", *(operator.value for operator in Operator)})
+_GRANT_FIELDS: Final = frozenset({
+    "cluster", "namespace", "serviceAccount", "user", "groups", "audiences", "maxLifetime",
+})
+_QUOTE_HINT: Final = frozenset({"null", "date", "datetime"})
+
+
+def _metadata_name(document: dict[str, Any], report: Report) -> str | None:
+    metadata = child(document, "metadata", "", report)
+    if metadata is None:
+        return None
+    check_fields(metadata, _IGNORED_METADATA | {"name"}, "metadata", report)
+    name = string_at(metadata, "name", "metadata", report, required=True)
+    if name is not None and not is_dns_subdomain(name):
+        report.add("metadata.name", f"{name!r} is not a DNS-1123 subdomain (lowercase "
+                   "letters, digits, '-' and '.')")
+        return None
+    return name
+
+
+def _claim_path(obj: dict[str, Any], field: str, report: Report) -> tuple[str, ...] | None:
+    where, raw = f"{field}.claim", obj.get("claim")
+    if "claim" not in obj:
+        report.add(where, "required")
+    elif isinstance(raw, str) and raw:
+        return (raw,)
+    elif (isinstance(raw, list) and raw
+          and all(isinstance(name, str) and name for name in raw)):
+        return tuple(raw)
+    else:
+        report.add(where, "expected a claim name or a non-empty list of names (a path)")
+    return None
+
+
+def _scalar(raw: object, field: str, report: Report) -> Scalar | None:
+    if value_key(raw) is None:
+        kind = json_type(raw)
+        hint = " (quote it to mean a string)" if kind in _QUOTE_HINT else ""
+        report.add(field, f"expected a string, number or boolean, got {kind}{hint}")
+        return None
+    return cast(Scalar, raw)
+
+
+def _operand(operator: Operator, raw: object, field: str,
+             report: Report) -> Scalar | tuple[Scalar, ...] | None:
+    if operator is Operator.EQUALS:
+        return _scalar(raw, field, report)
+    if operator is not Operator.ONE_OF:
+        if not isinstance(raw, str):
+            report.add(field, f"expected a string, got {json_type(raw)}")
+            return None
+        return raw
+    if not isinstance(raw, list) or not raw:
+        report.add(field, "expected a non-empty list of values")
+        return None
+    values = [_scalar(value, f"{field}[{i}]", report) for i, value in enumerate(raw)]
+    if any(value is None for value in values):
+        return None
+    return tuple(value for value in values if value is not None)
+
+
+def _condition(raw: object, field: str, report: Report) -> Condition | None:
+    obj = object_at(raw, field, report)
+    if obj is None:
+        return None
+    check_fields(obj, _CONDITION_FIELDS, field, report)
+    path = _claim_path(obj, field, report)
+    operators = [operator for operator in Operator if operator.value in obj]
+    if len(operators) != 1:
+        found = ", ".join(operator.value for operator in operators) or "none"
+        report.add(field, f"needs exactly one of equals, glob, regex, oneOf (found {found})")
+        return None
+    operator = operators[0]
+    operand_field = f"{field}.{operator.value}"
+    expected = _operand(operator, obj[operator.value], operand_field, report)
+    if path is None or expected is None:
+        return None
+    try:
+        return Condition(path=path, operator=operator, expected=expected)
+    except ValueError as error:
+        report.add(operand_field, str(error))
+        return None
+
+
+def _conditions(spec: dict[str, Any], report: Report) -> tuple[Condition, ...] | None:
+    raw = spec.get("claims")
+    if not isinstance(raw, list) or not raw:
+        report.add("spec.claims", "at least one condition is required" if raw in (None, [])
+                   else f"expected a list of conditions, got {json_type(raw)}")
+        return None
+    parsed = [_condition(item, f"spec.claims[{i}]", report) for i, item in enumerate(raw)]
+    if any(condition is None for condition in parsed):
+        return None
+    return tuple(condition for condition in parsed if condition is not None)
+
+
+def _lifetime(grant: dict[str, Any], report: Report) -> int | None:
+    try:
+        seconds = parse_duration(grant.get("maxLifetime", DEFAULT_LIFETIME_SECONDS))
+    except ValueError as error:
+        report.add("spec.grant.maxLifetime", str(error))
+        return None
+    if not MIN_LIFETIME_SECONDS <= seconds <= MAX_LIFETIME_SECONDS:
+        report.add("spec.grant.maxLifetime", f"must be between 10m and 24h, got {seconds}s")
+        return None
+    return seconds
+
+
+def _grant(spec: dict[str, Any], report: Report,
+           clusters: frozenset[str] | None) -> Grant | None:
+    where = "spec.grant"
+    grant = child(spec, "grant", "spec", report)
+    if grant is None:
+        return None
+    check_fields(grant, _GRANT_FIELDS, where, report)
+    cluster = string_at(grant, "cluster", where, report, required=True)
+    check_known(cluster, clusters, "cluster", f"{where}.cluster", report)
+    namespace = string_at(grant, "namespace", where, report, required=True)
+    if namespace is not None and not is_dns_label(namespace):
+        report.add(f"{where}.namespace", f"{namespace!r} is not a DNS-1123 label")
+    account = string_at(grant, "serviceAccount", where, report, required=False)
+    if account is not None and not is_dns_subdomain(account):
+        report.add(f"{where}.serviceAccount", f"{account!r} is not a DNS-1123 subdomain")
+    user = string_at(grant, "user", where, report, required=False)
+    if ("serviceAccount" in grant) == ("user" in grant):
+        report.add(where, "needs exactly one of serviceAccount or user")
+    groups = strings_at(grant, "groups", where, report)
+    if groups and "serviceAccount" in grant:
+        report.add(f"{where}.groups", "groups go with user, not with serviceAccount")
+    audiences = strings_at(grant, "audiences", where, report)
+    lifetime = _lifetime(grant, report)
+    if report.problems or cluster is None or namespace is None or lifetime is None:
+        return None
+    return Grant(cluster=cluster, namespace=namespace, service_account=account, user=user,
+                 groups=groups, audiences=audiences, max_lifetime=lifetime)
+
+
+def _spec(document: dict[str, Any], report: Report, issuers: frozenset[str] | None,
+          clusters: frozenset[str] | None) -> dict[str, Any] | None:
+    spec = child(document, "spec", "", report)
+    if spec is None:
+        return None
+    check_fields(spec, _SPEC_FIELDS, "spec", report)
+    issuer = string_at(spec, "issuer", "spec", report, required=True)
+    check_known(issuer, issuers, "issuer", "spec.issuer", report)
+    description = spec.get("description", "")
+    if not isinstance(description, str):
+        report.add("spec.description", f"expected a string, got {json_type(description)}")
+    conditions = _conditions(spec, report)
+    grant = _grant(spec, report, clusters)
+    if report.problems:
+        return None
+    return {"issuer": issuer, "description": description, "conditions": conditions,
+            "grant": grant}
+
+
+def _constant(document: dict[str, Any], key: str, expected: str, report: Report) -> None:
+    if key not in document:
+        report.add(key, "required")
+    elif document[key] != expected:
+        report.add(key, f"expected {expected!r}, got {document[key]!r}")
+
+
+def parse_mapping(raw: object, *, source: str, issuers: frozenset[str] | None = None,
+                  clusters: frozenset[str] | None = None) -> tuple[TrustMapping | None, list[str]]:
+    """The mapping in one decoded document, or None and every problem found in it.
+
+    `source` says where the document is (`web.yaml: document 2`); `issuers` and `clusters`,
+    when given, are the configured names a mapping may refer to."""
+    report = Report(source)
+    document = object_at(raw, "", report)
+    if document is None:
+        return None, report.problems
+    peeked = document.get("metadata")
+    if isinstance(peeked, dict) and isinstance(peeked.get("name"), str):
+        report.where = f"{source} ({peeked['name']})"
+    check_fields(document, _TOP_FIELDS, "", report)
+    _constant(document, "apiVersion", API_VERSION, report)
+    _constant(document, "kind", KIND, report)
+    name = _metadata_name(document, report)
+    spec = _spec(document, report, issuers, clusters)
+    if name is None or spec is None or report.problems:
+        return None, report.problems
+    try:
+        return TrustMapping(name=name, source=source, **spec), []
+    except ValueError as error:  # an invariant this module failed to check first
+        report.add("", str(error))
+        return None, report.problems
