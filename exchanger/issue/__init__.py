@@ -1,0 +1,1 @@
+"""Issuance backends: turn an allowed exchange into a short-lived Kubernetes credential."""

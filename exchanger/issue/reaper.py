@@ -1,0 +1,77 @@
+"""Revocation by deletion: the SessionReaper deletes kubegate's session Secrets whose caller
+pod is gone (so a pipeline's credential dies with its pod) or whose token has expired (so
+nothing piles up). Deleting the Secret invalidates every token bound to it.
+
+It keeps no state of its own: everything it needs is in the Secrets' annotations, so any
+replica can run it and a restarted exchanger picks up where the last one left off.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+
+from exchanger.errors import KubegateError
+from exchanger.kube.port import (
+    CALLER_POD_ANNOTATION,
+    EXPIRES_ANNOTATION,
+    KubeApi,
+    SessionSecret,
+)
+
+log = logging.getLogger(__name__)
+
+
+def reap_reason(secret: SessionSecret, api: KubeApi, now: float) -> str | None:
+    """Why this session Secret should go, or None to keep it."""
+    expires = secret.annotations.get(EXPIRES_ANNOTATION, "")
+    if expires.isdigit() and int(expires) <= now:
+        return "expired"
+    caller = secret.annotations.get(CALLER_POD_ANNOTATION)
+    if caller:
+        namespace, _, rest = caller.partition("/")
+        name, _, uid = rest.partition("/")
+        pod = api.get_pod(namespace, name)
+        if pod is None or pod.uid != uid:
+            return "caller pod gone"
+    return None
+
+
+def reap(api: KubeApi, namespaces: Iterable[str], now: float) -> list[tuple[str, str]]:
+    """Delete the session Secrets that should go; return (secret, reason) for each."""
+    reaped = []
+    for namespace in namespaces:
+        for secret in api.list_session_secrets(namespace):
+            reason = reap_reason(secret, api, now)
+            if reason:
+                api.delete_secret(secret.namespace, secret.name)
+                reaped.append((f"{secret.namespace}/{secret.name}", reason))
+    return reaped
+
+
+class SessionReaper:
+    """Runs `reap` every `interval` seconds in a daemon thread."""
+
+    def __init__(self, *, api: KubeApi, namespaces: Callable[[], Iterable[str]],
+                 clock: Callable[[], float], interval: float = 5.0) -> None:
+        self._api, self._namespaces, self._clock = api, namespaces, clock
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="session-reaper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                for secret, reason in reap(self._api, self._namespaces(), self._clock()):
+                    log.info("revoked session %s: %s", secret, reason)
+            except KubegateError as error:
+                log.warning("session reaper: %s", error.detail or error.reason)

@@ -1,0 +1,160 @@
+"""The KubeApi port over the official `kubernetes` client, for one target cluster.
+
+Every `ApiException` and transport error is translated here, `raise ... from`, into
+kubegate's errors: 403/404/409 -> PreconditionError (the cluster is not set up for this
+grant), 429/5xx/connection/timeout -> UnavailableError (try again later). Messages name the
+operation and object, never a token.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kubernetes.client as k8s
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+from exchanger.errors import PreconditionError, UnavailableError
+from exchanger.kube.port import (
+    SESSION_LABEL,
+    GrantedToken,
+    ObjectRef,
+    PodInfo,
+    SessionSecret,
+)
+
+TIMEOUT = (3.0, 10.0)  # connect, read
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterCredentials:
+    """How kubegate itself authenticates to a cluster: a client certificate, or a bearer
+    token read from a file at every request (a projected token rotates)."""
+
+    token_file: Path | None = None
+    client_cert_file: Path | None = None
+    client_key_file: Path | None = None
+
+
+def _translate(operation: str, error: Exception) -> Exception:
+    if isinstance(error, ApiException):
+        status = error.status or 0
+        if status in (403, 404, 409, 422, 400):
+            reasons = {403: "KUBEGATE_FORBIDDEN", 404: "OBJECT_NOT_FOUND", 409: "CONFLICT"}
+            return PreconditionError(
+                reasons.get(status, "REJECTED_BY_CLUSTER"),
+                f"{operation}: the API server answered {status} {error.reason}",
+            )
+        reason = "KUBERNETES_THROTTLED" if status == 429 else "KUBERNETES_UNAVAILABLE"
+        return UnavailableError(reason, f"{operation}: the API server answered {status}")
+    return UnavailableError("KUBERNETES_UNAVAILABLE",
+                            f"{operation}: {type(error).__name__}")
+
+
+@contextmanager
+def _translated(operation: str) -> Iterator[None]:
+    try:
+        yield
+    except (ApiException, urllib3.exceptions.HTTPError, OSError) as error:
+        raise _translate(operation, error) from error
+
+
+class KubernetesClient:
+    """KubeApi for one cluster."""
+
+    def __init__(self, *, server: str, ca_file: Path, credentials: ClusterCredentials,
+                 api_audiences: Sequence[str] = ()) -> None:
+        config = k8s.Configuration()
+        config.host = server
+        config.ssl_ca_cert = str(ca_file)
+        if credentials.client_cert_file and credentials.client_key_file:
+            config.cert_file = str(credentials.client_cert_file)
+            config.key_file = str(credentials.client_key_file)
+        if credentials.token_file:
+            config.refresh_api_key_hook = _token_file_hook(  # type: ignore[assignment]
+                credentials.token_file)
+        self._api = k8s.ApiClient(config)
+        self._core = k8s.CoreV1Api(self._api)
+        self._auth = k8s.AuthenticationV1Api(self._api)
+
+    def close(self) -> None:
+        self._api.close()  # type: ignore[no-untyped-call]
+
+    def create_session_secret(
+        self, namespace: str, name: str, labels: Mapping[str, str],
+        annotations: Mapping[str, str],
+    ) -> ObjectRef:
+        body = k8s.V1Secret(
+            metadata=k8s.V1ObjectMeta(name=name, labels=dict(labels),
+                                      annotations=dict(annotations)),
+            type="kubegate.io/session",
+        )
+        with _translated(f"create secret {namespace}/{name}"):
+            created: Any = self._core.create_namespaced_secret(namespace, body,
+                                                          _request_timeout=TIMEOUT)
+        return ObjectRef(kind="Secret", name=name, uid=created.metadata.uid,
+                         namespace=namespace)
+
+    def delete_secret(self, namespace: str, name: str) -> None:
+        try:
+            with _translated(f"delete secret {namespace}/{name}"):
+                self._core.delete_namespaced_secret(name, namespace, _request_timeout=TIMEOUT)
+        except PreconditionError as error:
+            if error.reason != "OBJECT_NOT_FOUND":
+                raise
+
+    def request_token(
+        self, namespace: str, service_account: str, *, audiences: Sequence[str],
+        seconds: int, bound_to: ObjectRef,
+    ) -> GrantedToken:
+        spec = k8s.V1TokenRequestSpec(
+            audiences=list(audiences), expiration_seconds=seconds,
+            bound_object_ref=k8s.V1BoundObjectReference(
+                api_version="v1", kind=bound_to.kind, name=bound_to.name, uid=bound_to.uid),
+        )
+        with _translated(f"TokenRequest for {namespace}/{service_account}"):
+            answer: Any = self._core.create_namespaced_service_account_token(
+                service_account, namespace, k8s.AuthenticationV1TokenRequest(spec=spec),
+                _request_timeout=TIMEOUT,
+            )
+        expiry: datetime.datetime = answer.status.expiration_timestamp
+        return GrantedToken(token=answer.status.token, expires_at=int(expiry.timestamp()))
+
+    def get_pod(self, namespace: str, name: str) -> PodInfo | None:
+        try:
+            with _translated(f"get pod {namespace}/{name}"):
+                pod: Any = self._core.read_namespaced_pod(name, namespace, _request_timeout=TIMEOUT)
+        except PreconditionError as error:
+            if error.reason == "OBJECT_NOT_FOUND":
+                return None
+            raise
+        return PodInfo(uid=pod.metadata.uid, service_account=pod.spec.service_account_name or "")
+
+    def list_session_secrets(self, namespace: str) -> list[SessionSecret]:
+        with _translated(f"list session secrets in {namespace}"):
+            listed: Any = self._core.list_namespaced_secret(
+                namespace, label_selector=SESSION_LABEL, _request_timeout=TIMEOUT)
+        return [
+            SessionSecret(namespace=namespace, name=item.metadata.name,
+                          annotations=dict(item.metadata.annotations or {}))
+            for item in listed.items
+        ]
+
+    def review_token(self, token: str, audiences: Sequence[str]) -> bool:
+        review = k8s.V1TokenReview(spec=k8s.V1TokenReviewSpec(
+            token=token, audiences=list(audiences) or None))
+        with _translated("TokenReview"):
+            answer: Any = self._auth.create_token_review(review, _request_timeout=TIMEOUT)
+        return bool(answer.status.authenticated)
+
+
+def _token_file_hook(path: Path) -> Callable[[k8s.Configuration], None]:
+    def refresh(config: k8s.Configuration) -> None:
+        config.api_key = {"authorization": "Bearer " + path.read_text().strip()}
+
+    return refresh
