@@ -24,6 +24,11 @@ class Subcommand(Protocol):
 
 # name -> (module, one-line help). Order is the order `kubegate --help` lists them in.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("exchanger.commands.serve", "run the exchanger (embedded default without --config)"),
+    "exchange": ("exchanger.commands.exchange",
+                 "exchange a subject token once; print a credential or write a kubeconfig"),
+    "demo": ("exchanger.commands.demo",
+             "start a local issuer and exchanger, show one allowed and one denied exchange"),
     "audit": ("exchanger.commands.audit", "verify the hash chain of audit logs"),
 }
 
@@ -39,7 +44,7 @@ def build_parser(selected: str | None) -> argparse.ArgumentParser:
     for name, (module_name, summary) in SUBCOMMANDS.items():
         sub = commands.add_parser(name, help=summary, description=summary)
         if name == selected:
-            module: Subcommand = importlib.import_module(module_name)  # type: ignore[assignment]
+            module: Subcommand = importlib.import_module(module_name)
             module.add_arguments(sub)
             sub.set_defaults(handler=module.run)
     return parser

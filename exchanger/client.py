@@ -1,0 +1,141 @@
+"""The exchanger's public client API: what the sidecar and `kubegate exchange` use.
+
+It speaks gRPC to an exchanger and turns answers into plain values: a `Credential`, or an
+`ExchangeError` carrying the status name, the stable reason from google.rpc.ErrorInfo, and
+the server's public message. Only transient failures (UNAVAILABLE, DEADLINE_EXCEEDED,
+RESOURCE_EXHAUSTED) are retried, with exponential backoff and jitter; a denial never is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from exchanger.v1 import exchange_pb2, exchange_pb2_grpc
+
+# Failures worth retrying: the server or the path to it is down, slow or shedding load.
+# Everything else (a denial, a bad request, an internal error) gets the same answer again.
+TRANSIENT_CODES = frozenset({
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+})
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterInfo:
+    name: str
+    server: str
+    certificate_authority_data: bytes = field(repr=False)
+    namespace: str
+    service_account: str
+    user: str
+    groups: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Credential:
+    token: str = field(repr=False)  # a secret: never in repr, logs or errors
+    token_type: str
+    expires_at: int
+    token_id: str
+    session_id: str
+    mapping: str
+    cluster: ClusterInfo
+
+
+class ExchangeError(Exception):
+    """The exchanger refused, or could not be reached."""
+
+    def __init__(self, code: grpc.StatusCode, reason: str, message: str) -> None:
+        self.code, self.reason, self.message = code, reason, message
+        super().__init__(f"{code.name} {reason}: {message}" if reason else
+                         f"{code.name}: {message}")
+
+    @property
+    def transient(self) -> bool:
+        return self.code in TRANSIENT_CODES
+
+
+def to_exchange_error(error: grpc.RpcError) -> ExchangeError:
+    code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+    message = error.details() if hasattr(error, "details") else ""
+    reason = ""
+    status = rpc_status.from_call(error) if isinstance(error, grpc.Call) else None
+    for detail in status.details if status else ():
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            reason = info.reason
+    return ExchangeError(code, reason, message or "")
+
+
+def from_response(response: exchange_pb2.ExchangeResponse) -> Credential:
+    cluster = response.cluster
+    return Credential(
+        token=response.credential, token_type=response.credential_type,
+        expires_at=response.expires_at.seconds, token_id=response.token_id,
+        session_id=response.session_id, mapping=response.mapping,
+        cluster=ClusterInfo(
+            name=cluster.name, server=cluster.server,
+            certificate_authority_data=cluster.certificate_authority_data,
+            namespace=cluster.namespace, service_account=cluster.service_account,
+            user=cluster.user, groups=tuple(cluster.groups)),
+    )
+
+
+def channel_for(target: str, *, ca_file: Path | None = None,
+                plaintext: bool = False) -> grpc.Channel:
+    """A channel to target: TLS trusting ca_file (or system roots), or plaintext if asked."""
+    if plaintext:
+        return grpc.insecure_channel(target)
+    roots = ca_file.read_bytes() if ca_file else None
+    return grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=roots))
+
+
+class ExchangeClient:
+    def __init__(self, target: str, *, ca_file: Path | None = None, plaintext: bool = False,
+                 timeout: float = 10.0, attempts: int = 4, retry_budget: float = 30.0) -> None:
+        self._channel = channel_for(target, ca_file=ca_file, plaintext=plaintext)
+        self._stub = exchange_pb2_grpc.ExchangeServiceStub(self._channel)
+        self._timeout, self._attempts, self._budget = timeout, attempts, retry_budget
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> ExchangeClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def exchange(self, subject_token: str, *, role: str = "", lifetime: int = 0,
+                 audiences: Sequence[str] = ()) -> Credential:
+        """One exchange, retried on transient failures only."""
+        request = exchange_pb2.ExchangeRequest(
+            subject_token=subject_token, role=role, audiences=list(audiences))
+        if lifetime:
+            request.requested_lifetime.FromSeconds(lifetime)
+        retrying = Retrying(
+            retry=retry_if_exception(lambda e: isinstance(e, ExchangeError) and e.transient),
+            stop=stop_after_attempt(self._attempts) | stop_after_delay(self._budget),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5.0), reraise=True,
+        )
+        return retrying(self._exchange_once, request)
+
+    def _exchange_once(self, request: exchange_pb2.ExchangeRequest) -> Credential:
+        try:
+            return from_response(self._stub.Exchange(request, timeout=self._timeout))
+        except grpc.RpcError as error:
+            raise to_exchange_error(error) from None

@@ -1,0 +1,402 @@
+"""The exchanger's configuration: one loader reads the config file (or the embedded default)
+and the environment, validates everything, reports every problem at once with its field,
+and returns frozen values. Nothing else in kubegate reads `os.environ`.
+
+File format (YAML; every field optional unless marked):
+
+    listen: 127.0.0.1:8443            # host:port, or unix:/path/to/socket
+    tls: {certFile: ..., keyFile: ...} # gRPC TLS. Without it, a loopback listener generates a
+                                       # local CA and certificate under stateDir/tls
+    plaintext: false                   # no TLS at all: only on loopback or a Unix socket
+    metricsListen: 127.0.0.1:9090      # Prometheus /metrics; "" disables
+    stateDir: ~/.local/state/kubegate  # signing key, generated certificates, audit log
+    auditLog: <stateDir>/audit.log
+    mappings: <stateDir>/mappings      # folder of TrustMapping YAML documents
+    reloadInterval: 2s
+    issuers:                           # subject-token issuers kubegate trusts
+    - name: github                     # required; what mappings refer to
+      url: https://token.actions.githubusercontent.com   # required; the exact `iss`
+      audiences: [kubegate]            # required
+      algorithms: [RS256]
+      keys: discovery                  # or {jwksUrl: URL} | {static: JWKS}
+                                       # | {kubernetes: {cluster: NAME, tokenReview: true}}
+      caFile: /path/ca.pem
+      maxTokenLifetime: 24h
+      leeway: 30s
+    clusters:                          # target clusters credentials are issued for
+    - name: default                    # required
+      server: https://10.0.0.1:6443    # required
+      caFile: /path/ca.crt             # required for tokenRequest
+      backend: tokenRequest            # or selfIssued
+      credentials: {tokenFile: ..., clientCertFile: ..., clientKeyFile: ...}  # tokenRequest
+      audiences: []                    # default audiences of issued tokens
+    selfIssued:                        # needed when a cluster uses backend selfIssued
+      issuerUrl: https://127.0.0.1:8444   # what the cluster's AuthenticationConfiguration trusts
+      listen: 127.0.0.1:8444           # HTTPS discovery + JWKS
+      tls: {certFile: ..., keyFile: ...}  # default: generated under stateDir
+      audience: kubernetes
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from exchanger.errors import ConfigError
+from exchanger.verify.issuers import (
+    IssuerConfig,
+    JWKSUrl,
+    KeySource,
+    KubernetesCluster,
+    OIDCDiscovery,
+    StaticKeys,
+)
+
+DEFAULT_LISTEN = "127.0.0.1:8443"
+DEFAULT_SELF_ISSUED_LISTEN = "127.0.0.1:8444"
+_DURATION = re.compile(r"^(\d+)(s|m|h)?$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, None: 1}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TLSFiles:
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+    generated_ca_file: Path | None = None  # set when kubegate generates a local CA + cert
+
+    @classmethod
+    def generated(cls, folder: Path, stem: str) -> TLSFiles:
+        return cls(cert_file=folder / f"{stem}.crt", key_file=folder / f"{stem}.key",
+                   generated_ca_file=folder / f"{stem}-ca.crt")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterConfig:
+    name: str
+    server: str
+    ca_file: Path | None
+    backend: str  # "tokenRequest" | "selfIssued"
+    token_file: Path | None = None
+    client_cert_file: Path | None = None
+    client_key_file: Path | None = None
+    audiences: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class SelfIssuedConfig:
+    issuer_url: str
+    listen: str
+    tls: TLSFiles
+    audience: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    listen: str
+    tls: TLSFiles | None
+    plaintext: bool
+    metrics_listen: str
+    state_dir: Path
+    audit_log: Path
+    mappings: Path
+    reload_interval: float
+    issuers: tuple[IssuerConfig, ...]
+    clusters: tuple[ClusterConfig, ...]
+    self_issued: SelfIssuedConfig | None
+    source: str = field(default="embedded default")
+
+    def cluster(self, name: str) -> ClusterConfig:
+        return next(c for c in self.clusters if c.name == name)
+
+
+def default_state_dir(environ: Mapping[str, str]) -> Path:
+    if environ.get("XDG_STATE_HOME"):
+        return Path(environ["XDG_STATE_HOME"]) / "kubegate"
+    return Path(environ.get("HOME") or Path.home()) / ".local/state/kubegate"
+
+
+def is_local_address(listen: str) -> bool:
+    if listen.startswith("unix:"):
+        return True
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_duration(value: object) -> int:
+    """Seconds from `90`, `90s`, `15m` or `2h`."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 15m")
+    match = _DURATION.match(str(value)) if isinstance(value, int | str) else None
+    if match is None:
+        raise ValueError(f"expected a duration such as 15m, got {value!r}")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+class _Reader:
+    """Reads typed fields out of a mapping, collecting every problem instead of stopping."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+
+    def section(self, data: object, where: str, known: set[str]) -> dict[str, Any]:
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            self.problems.append(f"{where}: expected a mapping")
+            return {}
+        for key in sorted(set(data) - known, key=str):
+            self.problems.append(f"{_join(where, str(key))}: unknown field")
+        return data
+
+    def string(self, data: dict[str, Any], key: str, where: str, default: str | None = None,
+               required: bool = False) -> str:
+        value = data.get(key, default)
+        if value is None:
+            if required:
+                self.problems.append(f"{_join(where, key)}: required")
+            return ""
+        if not isinstance(value, str):
+            self.problems.append(f"{_join(where, key)}: expected a string")
+            return ""
+        return value
+
+    def strings(self, data: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
+        value = data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.problems.append(f"{_join(where, key)}: expected a list of strings")
+            return ()
+        return tuple(value)
+
+    def path(self, data: dict[str, Any], key: str, where: str, base: Path,
+             default: Path | None = None, required: bool = False) -> Path | None:
+        text = self.string(data, key, where, required=required)
+        if not text:
+            return default
+        return (base / Path(text).expanduser()).resolve()
+
+    def duration(self, data: dict[str, Any], key: str, where: str, default: int) -> int:
+        if key not in data:
+            return default
+        try:
+            return parse_duration(data[key])
+        except ValueError as error:
+            self.problems.append(f"{_join(where, key)}: {error}")
+            return default
+
+    def flag(self, data: dict[str, Any], key: str, where: str) -> bool:
+        value = data.get(key, False)
+        if not isinstance(value, bool):
+            self.problems.append(f"{_join(where, key)}: expected true or false")
+            return False
+        return value
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read path (None: the embedded default), validate all of it, return frozen config."""
+    environ = os.environ if environ is None else environ
+    if path is None:
+        return build_config(EMBEDDED_DEFAULT, base=Path.cwd(), environ=environ,
+                            source="embedded default")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise ConfigError([f"{path}: cannot read: {error.strerror}"]) from error
+    except yaml.YAMLError as error:
+        raise ConfigError([f"{path}: not valid YAML: {error}"]) from error
+    return build_config(data or {}, base=path.parent, environ=environ, source=str(path))
+
+
+# Loopback only, TLS from a generated local CA, self-issued credentials for a cluster that
+# trusts kubegate's discovery URL; mappings and the signing key live in the state folder.
+EMBEDDED_DEFAULT: dict[str, Any] = {
+    "listen": DEFAULT_LISTEN,
+    "selfIssued": {"listen": DEFAULT_SELF_ISSUED_LISTEN},
+    "clusters": [{"name": "local", "server": "https://127.0.0.1:6443", "backend": "selfIssued"}],
+    "issuers": [],
+}
+
+_TOP = {"listen", "tls", "plaintext", "metricsListen", "stateDir", "auditLog", "mappings",
+        "reloadInterval", "issuers", "clusters", "selfIssued"}
+
+
+def build_config(data: object, *, base: Path, environ: Mapping[str, str], source: str) -> Config:
+    problems: list[str] = []
+    read = _Reader(problems)
+    top = read.section(data, "", _TOP)
+    state_dir = read.path(top, "stateDir", "", base, default_state_dir(environ))
+    assert state_dir is not None
+    listen = read.string(top, "listen", "", DEFAULT_LISTEN)
+    tls = _tls(read, top.get("tls"), "tls", base)
+    plaintext = read.flag(top, "plaintext", "")
+    if tls is None and not plaintext:
+        if is_local_address(listen):
+            tls = TLSFiles.generated(state_dir / "tls", "server")
+        else:
+            problems.append(f"tls: required when listening on {listen}")
+    if plaintext and not is_local_address(listen):
+        problems.append(f"plaintext: only allowed on loopback or a Unix socket, not {listen}")
+    if plaintext and tls is not None:
+        problems.append("plaintext: true and tls are mutually exclusive")
+    clusters = _clusters(read, top.get("clusters", []), base)
+    issuers = _issuers(read, top.get("issuers", []), base, {c.name for c in clusters})
+    self_issued = _self_issued(read, top.get("selfIssued"), base, state_dir)
+    if self_issued is None and any(c.backend == "selfIssued" for c in clusters):
+        problems.append("selfIssued: required when a cluster uses backend selfIssued")
+    if problems:
+        raise ConfigError([f"{source}: {p}" for p in problems])
+    return Config(
+        listen=listen, tls=tls, plaintext=plaintext,
+        metrics_listen=read.string(top, "metricsListen", "", ""),
+        state_dir=state_dir,
+        audit_log=read.path(top, "auditLog", "", base, state_dir / "audit.log") or state_dir,
+        mappings=read.path(top, "mappings", "", base, state_dir / "mappings") or state_dir,
+        reload_interval=float(read.duration(top, "reloadInterval", "", 2)),
+        issuers=issuers, clusters=clusters, self_issued=self_issued, source=source,
+    )
+
+
+def _tls(read: _Reader, data: object, where: str, base: Path) -> TLSFiles | None:
+    if data is None:
+        return None
+    section = read.section(data, where, {"certFile", "keyFile", "clientCAFile"})
+    cert = read.path(section, "certFile", where, base, required=True)
+    key = read.path(section, "keyFile", where, base, required=True)
+    client_ca = read.path(section, "clientCAFile", where, base)
+    if cert is None or key is None:
+        return None
+    return TLSFiles(cert_file=cert, key_file=key, client_ca_file=client_ca)
+
+
+_ISSUER = {"name", "url", "audiences", "algorithms", "keys", "caFile", "maxTokenLifetime",
+           "leeway"}
+
+
+def _issuers(read: _Reader, data: object, base: Path,
+             clusters: set[str]) -> tuple[IssuerConfig, ...]:
+    if not isinstance(data, list):
+        read.problems.append("issuers: expected a list")
+        return ()
+    issuers: list[IssuerConfig] = []
+    for index, item in enumerate(data):
+        where = f"issuers[{index}]"
+        section = read.section(item, where, _ISSUER)
+        keys = _key_source(read, section.get("keys", "discovery"), f"{where}.keys", clusters)
+        fields: dict[str, Any] = {
+            "name": read.string(section, "name", where, required=True),
+            "url": read.string(section, "url", where, required=True),
+            "audiences": read.strings(section, "audiences", where),
+            "ca_file": read.path(section, "caFile", where, base),
+            "max_token_lifetime": read.duration(section, "maxTokenLifetime", where, 86400),
+            "leeway": read.duration(section, "leeway", where, 30),
+        }
+        if "algorithms" in section:
+            fields["algorithms"] = read.strings(section, "algorithms", where)
+        if keys is None:
+            continue
+        try:
+            issuers.append(IssuerConfig(key_source=keys, **fields))
+        except ValueError as error:
+            read.problems.append(f"{where}: {error}")
+    names = [i.name for i in issuers]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        read.problems.append(f"issuers: name {name!r} is used more than once")
+    return tuple(issuers)
+
+
+def _key_source(read: _Reader, data: object, where: str, clusters: set[str]) -> KeySource | None:
+    if data == "discovery":
+        return OIDCDiscovery()
+    section = read.section(data, where, {"discovery", "jwksUrl", "static", "kubernetes"})
+    if len(section) != 1:
+        read.problems.append(
+            f"{where}: expected discovery, or exactly one of jwksUrl, static, kubernetes")
+        return None
+    try:
+        if "jwksUrl" in section:
+            return JWKSUrl(url=read.string(section, "jwksUrl", where, required=True))
+        if "static" in section:
+            return StaticKeys(jwks=section["static"])
+        if "kubernetes" in section:
+            cluster = read.section(section["kubernetes"], f"{where}.kubernetes",
+                                   {"cluster", "tokenReview"})
+            name = read.string(cluster, "cluster", f"{where}.kubernetes", required=True)
+            if name and name not in clusters:
+                read.problems.append(f"{where}.kubernetes.cluster: no cluster named {name!r}")
+            return KubernetesCluster(cluster=name or "-",
+                                     token_review=read.flag(cluster, "tokenReview", where))
+        return OIDCDiscovery()
+    except ValueError as error:
+        read.problems.append(f"{where}: {error}")
+        return None
+
+
+_CLUSTER = {"name", "server", "caFile", "backend", "credentials", "audiences"}
+
+
+def _clusters(read: _Reader, data: object, base: Path) -> tuple[ClusterConfig, ...]:
+    if not isinstance(data, list):
+        read.problems.append("clusters: expected a list")
+        return ()
+    clusters = []
+    for index, item in enumerate(data):
+        where = f"clusters[{index}]"
+        section = read.section(item, where, _CLUSTER)
+        backend = read.string(section, "backend", where, "tokenRequest")
+        if backend not in ("tokenRequest", "selfIssued"):
+            read.problems.append(f"{where}.backend: expected tokenRequest or selfIssued")
+        creds = read.section(section.get("credentials"), f"{where}.credentials",
+                             {"tokenFile", "clientCertFile", "clientKeyFile"})
+        cwhere = f"{where}.credentials"
+        token_file = read.path(creds, "tokenFile", cwhere, base)
+        cert = read.path(creds, "clientCertFile", cwhere, base)
+        key = read.path(creds, "clientKeyFile", cwhere, base)
+        if backend == "tokenRequest" and not (token_file or (cert and key)):
+            read.problems.append(f"{cwhere}: a tokenRequest cluster needs tokenFile, or "
+                                 "clientCertFile and clientKeyFile")
+        clusters.append(ClusterConfig(
+            name=read.string(section, "name", where, required=True),
+            server=read.string(section, "server", where, required=True),
+            ca_file=read.path(section, "caFile", where, base,
+                              required=backend == "tokenRequest"),
+            backend=backend, token_file=token_file, client_cert_file=cert,
+            client_key_file=key, audiences=read.strings(section, "audiences", where),
+        ))
+    names = [c.name for c in clusters]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        read.problems.append(f"clusters: name {name!r} is used more than once")
+    return tuple(clusters)
+
+
+def _self_issued(read: _Reader, data: object, base: Path,
+                 state_dir: Path) -> SelfIssuedConfig | None:
+    if data is None:
+        return None
+    where = "selfIssued"
+    section = read.section(data, where, {"issuerUrl", "listen", "tls", "audience"})
+    listen = read.string(section, "listen", where, DEFAULT_SELF_ISSUED_LISTEN)
+    issuer_url = read.string(section, "issuerUrl", where, f"https://{listen}")
+    if not issuer_url.startswith("https://") or issuer_url.endswith("/"):
+        read.problems.append(f"{where}.issuerUrl: must be an https URL without a trailing slash")
+    return SelfIssuedConfig(
+        issuer_url=issuer_url, listen=listen,
+        tls=_tls(read, section.get("tls"), f"{where}.tls", base)
+        or TLSFiles.generated(state_dir / "tls", "discovery"),
+        audience=read.string(section, "audience", where, "kubernetes"),
+    )

@@ -1,0 +1,214 @@
+"""One exchange, from subject token to credential: verify, match, issue, audit.
+
+This is the exchanger's use case, free of gRPC: the servicer converts wire messages to an
+`ExchangeInput` and our errors to statuses. Every decision, allow or deny, is written to the
+audit sink; when the allow line cannot be written, the fresh credential is revoked and the
+exchange refused, so nothing is issued unrecorded.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from exchanger.audit.log import AuditSink
+from exchanger.audit.record import Caller, GrantRecord, allow_record, deny_record
+from exchanger.errors import InvalidRequestError, KubegateError, PermissionDeniedError
+from exchanger.identity import Identity
+from exchanger.issue.base import MIN_LIFETIME, CredentialIssuer, IssuedCredential, IssueRequest
+from exchanger.mappings.model import Grant, TrustMapping
+from exchanger.verify.compact import parse_compact
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+ACCEPTED_TOKEN_TYPES = frozenset({
+    "", "urn:ietf:params:oauth:token-type:jwt", "urn:ietf:params:oauth:token-type:id_token",
+})
+MAX_ROLE_LENGTH = 253
+MAX_AUDIENCES = 16
+
+
+class TokenVerifier(Protocol):
+    def verify(self, token: str) -> Identity: ...
+
+
+class MappingMatcher(Protocol):
+    def match(self, identity: Identity, role: str | None = None) -> TrustMapping: ...
+
+
+class ExchangeObserver(Protocol):
+    """Metrics hook: called once per exchange with its result."""
+
+    def observe(self, *, result: str, reason: str, seconds: float) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExchangeInput:
+    subject_token: str = field(repr=False)
+    subject_token_type: str = ""
+    role: str = ""
+    requested_lifetime: int = 0  # seconds; 0 = the mapping's maximum
+    audiences: tuple[str, ...] = ()
+    peer: str = ""
+
+
+def check_input(request: ExchangeInput) -> None:
+    if not request.subject_token:
+        raise InvalidRequestError("MISSING_SUBJECT_TOKEN",
+                                  public_message="subject_token is required")
+    if request.subject_token_type not in ACCEPTED_TOKEN_TYPES:
+        raise InvalidRequestError("UNSUPPORTED_TOKEN_TYPE",
+                                  public_message="subject_token_type must be a JWT token type")
+    if len(request.role) > MAX_ROLE_LENGTH:
+        raise InvalidRequestError("INVALID_ROLE", public_message="role is too long")
+    if request.requested_lifetime < 0:
+        raise InvalidRequestError("INVALID_LIFETIME",
+                                  public_message="requested_lifetime must not be negative")
+    if len(request.audiences) > MAX_AUDIENCES or not all(request.audiences):
+        raise InvalidRequestError("INVALID_AUDIENCES",
+                                  public_message="audiences must be at most 16 non-empty strings")
+
+
+def granted_lifetime(requested: int, grant: Grant) -> int:
+    """The requested lifetime clamped to [10 minutes, the mapping's maximum]."""
+    wanted = requested or grant.max_lifetime
+    return max(MIN_LIFETIME, min(wanted, grant.max_lifetime))
+
+
+def granted_audiences(requested: tuple[str, ...], grant: Grant) -> tuple[str, ...]:
+    """Requested audiences must be among the mapping's; none requested = the mapping's."""
+    if not requested:
+        return grant.audiences
+    extra = sorted(set(requested) - set(grant.audiences))
+    if extra:
+        raise PermissionDeniedError(
+            "AUDIENCE_NOT_ALLOWED", f"audiences {extra} are not granted by the mapping",
+            public_message="the requested audiences are not granted by the trust mapping",
+        )
+    return requested
+
+
+def unverified_caller(token: str) -> Caller:
+    """iss/sub/jti as the token claims them, for the audit line of a refused token only."""
+    try:
+        claims = parse_compact(token).payload
+    except KubegateError:
+        return Caller()
+    def text(key: str) -> str:
+        value = claims.get(key)
+        return value if isinstance(value, str) else ""
+    return Caller(iss=text("iss"), sub=text("sub"), jti=text("jti"))
+
+
+def grant_record(grant: Grant, lifetime: int, audiences: tuple[str, ...]) -> GrantRecord:
+    return GrantRecord(
+        cluster=grant.cluster, namespace=grant.namespace,
+        service_account=grant.service_account or "", user=grant.user or "",
+        groups=grant.groups, audiences=audiences, lifetime_seconds=lifetime,
+    )
+
+
+class Exchanger:
+    def __init__(
+        self, *, verifier: TokenVerifier, mappings: MappingMatcher,
+        issuers: Mapping[str, CredentialIssuer], audit: AuditSink, clock: Clock,
+        observer: ExchangeObserver | None = None,
+        new_session_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        self._verifier, self._mappings, self._issuers = verifier, mappings, issuers
+        self._audit, self._clock, self._observer = audit, clock, observer
+        self._new_session_id = new_session_id
+
+    def exchange(self, request: ExchangeInput) -> tuple[IssuedCredential, TrustMapping]:
+        started = self._clock()
+        state = _Progress()
+        try:
+            credential, mapping = self._exchange(request, state)
+        except KubegateError as error:
+            self._deny(request, state, error)
+            self._observe("deny", error.reason, started)
+            raise
+        self._observe("allow", "OK", started)
+        return credential, mapping
+
+    def _exchange(self, request: ExchangeInput,
+                  state: _Progress) -> tuple[IssuedCredential, TrustMapping]:
+        check_input(request)
+        state.identity = identity = self._verifier.verify(request.subject_token)
+        state.mapping = mapping = self._mappings.match(identity, request.role or None)
+        grant = mapping.grant
+        lifetime = granted_lifetime(request.requested_lifetime, grant)
+        audiences = granted_audiences(request.audiences, grant)
+        state.grant = grant_record(grant, lifetime, audiences)
+        issuer = self._issuers.get(grant.cluster)
+        if issuer is None:
+            raise PermissionDeniedError(
+                "UNKNOWN_CLUSTER", f"mapping {mapping.name} names cluster {grant.cluster!r}, "
+                "which is not configured")
+        credential = issuer.issue(IssueRequest(
+            identity=identity, mapping=mapping.name, grant=grant, lifetime=lifetime,
+            audiences=audiences, session_id=self._new_session_id(),
+        ))
+        state.grant = grant_record(grant, credential.expires_at - int(self._clock()), audiences)
+        self._allow(request, identity, mapping, state.grant, credential, issuer)
+        return credential, mapping
+
+    def _allow(self, request: ExchangeInput, identity: Identity, mapping: TrustMapping,
+               grant: GrantRecord, credential: IssuedCredential,
+               issuer: CredentialIssuer) -> None:
+        record = allow_record(
+            now=self._now(), caller=_caller(identity), issuer=identity.issuer,
+            mapping=mapping.name, grant=grant, token_id=credential.token_id,
+            session_id=credential.session_id, role=request.role, peer=request.peer,
+            expires_at=datetime.datetime.fromtimestamp(credential.expires_at, datetime.UTC),
+            detail=f"bound to {credential.bound_to}",
+        )
+        try:
+            self._audit.append(record)
+        except KubegateError:
+            try:
+                issuer.revoke(credential)
+            except KubegateError as error:
+                log.error("could not revoke unrecorded session %s: %s",
+                          credential.session_id, error.reason)
+            raise
+
+    def _deny(self, request: ExchangeInput, state: _Progress, error: KubegateError) -> None:
+        identity = state.identity
+        record = deny_record(
+            now=self._now(), error=error,
+            caller=_caller(identity) if identity else unverified_caller(request.subject_token),
+            issuer=identity.issuer if identity else "", role=request.role,
+            mapping=state.mapping.name if state.mapping else "", grant=state.grant,
+            peer=request.peer,
+        )
+        try:
+            self._audit.append(record)
+        except KubegateError as audit_error:
+            log.error("audit log unavailable, denial not recorded: %s", audit_error.reason)
+
+    def _now(self) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(self._clock(), datetime.UTC)
+
+    def _observe(self, result: str, reason: str, started: float) -> None:
+        if self._observer is not None:
+            self._observer.observe(result=result, reason=reason,
+                                   seconds=max(0.0, self._clock() - started))
+
+
+@dataclass
+class _Progress:
+    """How far an exchange got, for the audit line of a denial."""
+
+    identity: Identity | None = None
+    mapping: TrustMapping | None = None
+    grant: GrantRecord | None = None
+
+
+def _caller(identity: Identity) -> Caller:
+    return Caller(iss=identity.issuer_url, sub=identity.subject, jti=identity.token_id or "")
