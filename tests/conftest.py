@@ -8,7 +8,11 @@ import pytest
 
 from tests.support.controlplane import find_binaries
 
-pytest_plugins = ["tests.support.fixtures_kube", "tests.support.fixtures_oidc"]
+pytest_plugins = [
+    "tests.support.fixtures_kube",
+    "tests.support.fixtures_oidc",
+    "tests.support.fixtures_exchanger",
+]
 
 _INTEGRATION = Path(__file__).parent / "integration"
 

@@ -1,0 +1,87 @@
+"""pytest fixtures that run a real exchanger (gRPC on loopback, TLS from a generated CA)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exchanger.client import ExchangeClient
+from exchanger.config import Config, build_config
+from exchanger.server import RunningExchanger, start_exchanger
+from tests.support.controlplane import ControlPlane, free_port
+
+
+@dataclass
+class TestExchanger:
+    """A running exchanger with what a test needs to talk to it and read its audit log."""
+
+    __test__ = False
+
+    running: RunningExchanger
+    config: Config
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.running.port}"
+
+    def client(self, **options: Any) -> ExchangeClient:
+        return ExchangeClient(self.target, ca_file=self.running.ca_file, **options)
+
+    def audit_lines(self) -> list[dict[str, Any]]:
+        text = self.config.audit_log.read_text() if self.config.audit_log.exists() else ""
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def decisions(self) -> list[dict[str, Any]]:
+        return [line for line in self.audit_lines() if "decision" in line]
+
+
+def cluster_entry(plane: ControlPlane, name: str = "test") -> dict[str, Any]:
+    """A tokenRequest cluster entry for the test control plane, with admin credentials."""
+    return {"name": name, "server": plane.url, "caFile": str(plane.ca_path),
+            "credentials": {"clientCertFile": str(plane.admin_cert_path),
+                            "clientKeyFile": str(plane.admin_key_path)}}
+
+
+def write_mappings(folder: Path, text: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "mappings.yaml").write_text(text)
+
+
+StartExchanger = Callable[..., TestExchanger]
+
+
+@pytest.fixture
+def start_test_exchanger(tmp_path: Path) -> Iterator[StartExchanger]:
+    """A factory: start_test_exchanger(issuers=[...], clusters=[...], mappings=YAML, ...)."""
+    started: list[RunningExchanger] = []
+
+    def start(*, issuers: list[dict[str, Any]], clusters: list[dict[str, Any]],
+              mappings: str, self_issued: dict[str, Any] | None = None,
+              clock: Callable[[], float] = time.time) -> TestExchanger:
+        state = tmp_path / f"exchanger-{len(started)}"
+        write_mappings(state / "mappings", mappings)
+        document: dict[str, Any] = {
+            "listen": "127.0.0.1:0", "stateDir": str(state), "reloadInterval": "1s",
+            "issuers": issuers, "clusters": clusters,
+        }
+        if self_issued is not None:
+            document["selfIssued"] = self_issued
+        config = build_config(document, base=state, environ={}, source="test")
+        running = start_exchanger(config, clock=clock)
+        started.append(running)
+        return TestExchanger(running=running, config=config)
+
+    yield start
+    for running in started:
+        running.stop(grace=0)
+
+
+def self_issued_entry() -> dict[str, Any]:
+    port = free_port()
+    return {"listen": f"127.0.0.1:{port}", "issuerUrl": f"https://127.0.0.1:{port}"}
