@@ -28,7 +28,10 @@ File format (YAML; every field optional unless marked):
       server: https://10.0.0.1:6443    # required
       caFile: /path/ca.crt             # required for tokenRequest
       backend: tokenRequest            # or selfIssued
-      credentials: {tokenFile: ..., clientCertFile: ..., clientKeyFile: ...}  # tokenRequest
+      credentials:                     # kubegate's own, for tokenRequest; one of:
+        tokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token  # re-read each call
+        # clientCertFile: ... and clientKeyFile: ...
+        # kubeconfig: /path/kubeconfig  (and optionally context: NAME)
       audiences: []                    # default audiences of issued tokens
     selfIssued:                        # needed when a cluster uses backend selfIssued
       issuerUrl: https://127.0.0.1:8444   # what the cluster's AuthenticationConfiguration trusts
@@ -87,6 +90,8 @@ class ClusterConfig:
     token_file: Path | None = None
     client_cert_file: Path | None = None
     client_key_file: Path | None = None
+    kubeconfig: Path | None = None
+    context: str | None = None
     audiences: tuple[str, ...] = ()
 
 
@@ -362,21 +367,25 @@ def _clusters(read: _Reader, data: object, base: Path) -> tuple[ClusterConfig, .
         if backend not in ("tokenRequest", "selfIssued"):
             read.problems.append(f"{where}.backend: expected tokenRequest or selfIssued")
         creds = read.section(section.get("credentials"), f"{where}.credentials",
-                             {"tokenFile", "clientCertFile", "clientKeyFile"})
+                             {"tokenFile", "clientCertFile", "clientKeyFile", "kubeconfig",
+                              "context"})
         cwhere = f"{where}.credentials"
         token_file = read.path(creds, "tokenFile", cwhere, base)
         cert = read.path(creds, "clientCertFile", cwhere, base)
         key = read.path(creds, "clientKeyFile", cwhere, base)
-        if backend == "tokenRequest" and not (token_file or (cert and key)):
-            read.problems.append(f"{cwhere}: a tokenRequest cluster needs tokenFile, or "
-                                 "clientCertFile and clientKeyFile")
+        kubeconfig = read.path(creds, "kubeconfig", cwhere, base)
+        if backend == "tokenRequest" and not (token_file or (cert and key) or kubeconfig):
+            read.problems.append(f"{cwhere}: a tokenRequest cluster needs tokenFile, "
+                                 "clientCertFile and clientKeyFile, or kubeconfig")
         clusters.append(ClusterConfig(
             name=read.string(section, "name", where, required=True),
             server=read.string(section, "server", where, required=True),
             ca_file=read.path(section, "caFile", where, base,
                               required=backend == "tokenRequest"),
             backend=backend, token_file=token_file, client_cert_file=cert,
-            client_key_file=key, audiences=read.strings(section, "audiences", where),
+            client_key_file=key, kubeconfig=kubeconfig,
+            context=read.string(creds, "context", cwhere) or None,
+            audiences=read.strings(section, "audiences", where),
         ))
     names = [c.name for c in clusters]
     for name in sorted({n for n in names if names.count(n) > 1}):
@@ -391,6 +400,9 @@ def _self_issued(read: _Reader, data: object, base: Path,
     where = "selfIssued"
     section = read.section(data, where, {"issuerUrl", "listen", "tls", "audience"})
     listen = read.string(section, "listen", where, DEFAULT_SELF_ISSUED_LISTEN)
+    if listen.endswith(":0") and "issuerUrl" not in section:
+        read.problems.append(f"{where}.listen: port 0 needs an explicit issuerUrl (the URL a "
+                             "cluster trusts must not change between starts)")
     issuer_url = read.string(section, "issuerUrl", where, f"https://{listen}")
     if not issuer_url.startswith("https://") or issuer_url.endswith("/"):
         read.problems.append(f"{where}.issuerUrl: must be an https URL without a trailing slash")

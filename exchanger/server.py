@@ -87,6 +87,7 @@ def _clients(config: Config) -> dict[str, KubernetesClient]:
         cluster.name: KubernetesClient(
             server=cluster.server, ca_file=cluster.ca_file,
             credentials=ClusterCredentials(
+                kubeconfig=cluster.kubeconfig, context=cluster.context,
                 token_file=cluster.token_file, client_cert_file=cluster.client_cert_file,
                 client_key_file=cluster.client_key_file),
         )
@@ -204,9 +205,9 @@ def _start_parts(config: Config, clients: dict[str, KubernetesClient],
     _start_grpc(config, exchanger, run)
     if config.metrics_listen:
         host, port = _host_port(config.metrics_listen)
-        http_server, _ = start_http_server(port, host, registry=metrics.registry)
+        http_server, thread = start_http_server(port, host, registry=metrics.registry)
         run.metrics_port = int(http_server.server_address[1])
-        run._closers.append(http_server.shutdown)
+        run._closers.extend([http_server.server_close, thread.join, http_server.shutdown])
 
 
 def _background_parts(config: Config, clients: dict[str, KubernetesClient], store: Any,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes.client as k8s
+import kubernetes.config
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
@@ -33,9 +34,12 @@ TIMEOUT = (3.0, 10.0)  # connect, read
 
 @dataclass(frozen=True, kw_only=True)
 class ClusterCredentials:
-    """How kubegate itself authenticates to a cluster: a client certificate, or a bearer
-    token read from a file at every request (a projected token rotates)."""
+    """How kubegate itself authenticates to a cluster: a bearer token read from a file at
+    every request (an in-cluster projected token rotates), a client certificate, or the
+    user of a kubeconfig file (optionally a named context)."""
 
+    kubeconfig: Path | None = None
+    context: str | None = None
     token_file: Path | None = None
     client_cert_file: Path | None = None
     client_key_file: Path | None = None
@@ -72,6 +76,10 @@ class KubernetesClient:
         config = k8s.Configuration()
         config.host = server
         config.ssl_ca_cert = str(ca_file)
+        if credentials.kubeconfig is not None:
+            kubernetes.config.load_kube_config(
+                config_file=str(credentials.kubeconfig), context=credentials.context,
+                client_configuration=config, persist_config=False)
         if credentials.client_cert_file and credentials.client_key_file:
             config.cert_file = str(credentials.client_cert_file)
             config.key_file = str(credentials.client_key_file)

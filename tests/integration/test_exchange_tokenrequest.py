@@ -241,3 +241,29 @@ def test_github_token_outside_the_mapping_is_denied_and_audited(
     assert (record["decision"], record["reason"], record["status"]) == ("deny", reason, status)
     assert record["token_id"] == ""
     assert subject not in exchanger.config.audit_log.read_text()
+
+
+def test_exchanger_reaches_its_cluster_with_the_credentials_of_a_kubeconfig_file(
+    cluster: Cluster, control_plane: ControlPlane, github_issuer: GitHubActionsIssuer,
+    start_test_exchanger: StartExchanger, kubectl_with_token: Callable[[str], Kubectl],
+) -> None:
+    web = cluster.create_namespace("web")
+    setup_deployer(cluster, web)
+    exchanger = start_test_exchanger(
+        issuers=[{"name": "github", "url": github_issuer.url, "audiences": [AUDIENCE],
+                  "caFile": str(github_issuer.ca_path)}],
+        clusters=[{"name": "test", "server": control_plane.url,
+                   "caFile": str(control_plane.ca_path),
+                   "credentials": {"kubeconfig": str(control_plane.admin_kubeconfig_path)}}],
+        mappings=f"""
+apiVersion: kubegate.io/v1alpha1
+kind: TrustMapping
+metadata: {{name: any-main}}
+spec:
+  issuer: github
+  claims: [{{claim: ref, equals: refs/heads/main}}]
+  grant: {{cluster: test, namespace: {web}, serviceAccount: deployer}}
+""")
+    with exchanger.client() as client:
+        credential = client.exchange(github_issuer.mint(audience=AUDIENCE))
+    assert kubectl_with_token(credential.token).run("get", "pods", "-n", web).returncode == 0

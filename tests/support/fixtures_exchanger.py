@@ -63,7 +63,8 @@ def start_test_exchanger(tmp_path: Path) -> Iterator[StartExchanger]:
 
     def start(*, issuers: list[dict[str, Any]], clusters: list[dict[str, Any]],
               mappings: str, self_issued: dict[str, Any] | None = None,
-              clock: Callable[[], float] = time.time) -> TestExchanger:
+              clock: Callable[[], float] = time.time, **extra: Any) -> TestExchanger:
+        """extra: more top-level config fields (e.g. metricsListen)."""
         state = tmp_path / f"exchanger-{len(started)}"
         write_mappings(state / "mappings", mappings)
         document: dict[str, Any] = {
@@ -72,6 +73,7 @@ def start_test_exchanger(tmp_path: Path) -> Iterator[StartExchanger]:
         }
         if self_issued is not None:
             document["selfIssued"] = self_issued
+        document.update(extra)
         config = build_config(document, base=state, environ={}, source="test")
         running = start_exchanger(config, clock=clock)
         started.append(running)
