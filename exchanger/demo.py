@@ -1,0 +1,246 @@
+"""What `kubegate demo` runs against: a small stand-in for GitHub Actions' OIDC issuer, and the
+demo's trust mapping, configuration and two jobs (one allowed, one denied).
+
+The issuer is an HTTPS server on 127.0.0.1 (a free port, a certificate from a throwaway
+`LocalCA`) that publishes a discovery document and a JWKS, and mints RS256 tokens shaped like
+GitHub's job ID tokens. It is a demo prop, not part of the exchanger: the exchanger trusts it
+the way it trusts any issuer, through configuration, and verifies its tokens with its own code.
+
+Invariants: `url` has no trailing slash and is the `iss` of every token; the key is a real RSA
+2048 key; `stop()` closes the socket and joins the serving thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import socket
+import socketserver
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from exchanger.localtls import LocalCA
+
+DISCOVERY_PATH = "/.well-known/openid-configuration"
+JWKS_PATH = "/.well-known/jwks"  # where GitHub publishes its keys
+ISSUER_NAME = "github-demo"
+AUDIENCE = "kubegate"
+CLUSTER_NAME = "demo"
+MAPPING_NAME = "web-production-deploy"
+REPOSITORY, REPOSITORY_ID, OWNER_ID = "octo-org/web", "892634011", "6501"
+TOKEN_LIFETIME_SECONDS = 300  # GitHub's job ID tokens live 5 minutes
+
+
+def _b64url_int(value: int) -> str:
+    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def public_jwk(key: rsa.RSAPrivateKey) -> dict[str, str]:
+    """The public half as a JWK, with the RFC 7638 thumbprint as `kid`."""
+    numbers = key.public_key().public_numbers()
+    members = {"e": _b64url_int(numbers.e), "kty": "RSA", "n": _b64url_int(numbers.n)}
+    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
+    kid = base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=").decode()
+    return members | {"kid": kid, "alg": "RS256", "use": "sig"}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, documents: Mapping[str, bytes], context: ssl.SSLContext) -> None:
+        self.documents = documents
+        super().__init__(("127.0.0.1", 0), _Handler)
+        # The handshake runs on the first read, in the request's thread, not in accept().
+        self.socket = context.wrap_socket(self.socket, server_side=True,
+                                          do_handshake_on_connect=False)
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)  # skip HTTPServer's reverse DNS lookup
+        self.server_name, self.server_port = "127.0.0.1", int(self.server_address[1])
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    timeout = 5  # a silent client cannot hold a thread for long
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        body = self.server.documents.get(self.path.split("?", 1)[0])
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+class DemoIssuer:
+    """A GitHub-Actions-shaped OIDC issuer on 127.0.0.1. Use as a context manager."""
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._jwk = public_jwk(self._key)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.ca_file = folder / "demo-issuer-ca.crt"
+
+    def start(self) -> Self:
+        ca = LocalCA("kubegate demo issuer CA")
+        self._folder.mkdir(parents=True, exist_ok=True)
+        cert_file, key_file = ca.issue_server(("127.0.0.1", "localhost")).write(
+            self._folder, "demo-issuer")
+        ca.write(self.ca_file)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(cert_file, key_file)
+        self._server = _Server({}, context)
+        self._server.documents = self._documents()
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+                                        kwargs={"poll_interval": 0.05}, name="demo-issuer")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None or self._thread is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+        self._server = self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the demo issuer is not started")
+        return f"https://127.0.0.1:{self._server.server_port}"
+
+    def _documents(self) -> dict[str, bytes]:
+        discovery = {
+            "issuer": self.url, "jwks_uri": self.url + JWKS_PATH,
+            "response_types_supported": ["id_token"], "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        }
+        return {DISCOVERY_PATH: json.dumps(discovery).encode(),
+                JWKS_PATH: json.dumps({"keys": [self._jwk]}).encode()}
+
+    def mint(self, claims: Mapping[str, Any], *, now: float | None = None) -> str:
+        """An RS256 token with `claims`, plus `iss`, `iat`, `nbf`, `exp` and `jti` unless given."""
+        issued = int(time.time() if now is None else now)
+        payload = {"jti": str(uuid.uuid4()), "iss": self.url, "iat": issued,
+                   "nbf": issued - 5, "exp": issued + TOKEN_LIFETIME_SECONDS} | dict(claims)
+        return jwt.encode(payload, self._key, algorithm="RS256",
+                          headers={"kid": self._jwk["kid"], "typ": "JWT"})
+
+
+# -- the scenario ---------------------------------------------------------------------------------
+
+
+def github_job_claims(*, ref: str, event_name: str, environment: str | None = None,
+                      repository: str = REPOSITORY, repository_id: str = REPOSITORY_ID,
+                      head_ref: str = "") -> dict[str, Any]:
+    """The claims GitHub gives a job's ID token (the ones the demo mapping and audit use)."""
+    context = (f"environment:{environment}" if environment is not None
+               else "pull_request" if event_name == "pull_request" else f"ref:{ref}")
+    claims: dict[str, Any] = {
+        "sub": f"repo:{repository}:{context}", "aud": AUDIENCE, "ref": ref,
+        "repository": repository, "repository_id": repository_id,
+        "repository_owner": repository.partition("/")[0], "repository_owner_id": OWNER_ID,
+        "event_name": event_name, "head_ref": head_ref, "ref_type": "branch",
+        "workflow_ref": f"{repository}/.github/workflows/deploy.yml@{ref}",
+        "runner_environment": "github-hosted",
+    }
+    if environment is not None:
+        claims["environment"] = environment
+    return claims
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemoJob:
+    """A CI job that asks for a credential, and what the demo expects the exchanger to say."""
+
+    title: str
+    claims: Mapping[str, Any] = field(repr=False)
+    expect_allow: bool
+
+
+DEMO_JOBS = (
+    DemoJob(title="deploy job: push to main, environment production", expect_allow=True,
+            claims=github_job_claims(ref="refs/heads/main", event_name="push",
+                                     environment="production")),
+    DemoJob(title="pull_request from a fork: refs/pull/7/merge, no environment",
+            expect_allow=False,
+            claims=github_job_claims(ref="refs/pull/7/merge", event_name="pull_request",
+                                     head_ref="mallory:patch-1")),
+)
+
+DEMO_MAPPING = f"""\
+apiVersion: kubegate.io/v1alpha1
+kind: TrustMapping
+metadata:
+  name: {MAPPING_NAME}
+spec:
+  issuer: {ISSUER_NAME}
+  description: octo-org/web deploys to namespace web from main, in environment production
+  claims:
+  - claim: repository_id     # the id, not the name: a renamed or recreated repo gets a new id
+    equals: "{REPOSITORY_ID}"
+  - claim: ref
+    equals: refs/heads/main
+  - claim: environment
+    equals: production
+  grant:
+    cluster: {CLUSTER_NAME}
+    namespace: web
+    user: "ci:{REPOSITORY}"
+    groups: ["kubegate:deployers"]
+    maxLifetime: 15m
+"""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (for listeners whose URL must name their port)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def demo_config(*, state_dir: Path, issuer_url: str, issuer_ca: Path,
+                discovery_port: int) -> dict[str, Any]:
+    """The exchanger's config: loopback gRPC with generated TLS, the demo issuer, and one
+    self-issued cluster. The self-issued discovery listener gets a real port because its
+    issuer URL (what a cluster would trust) defaults from it."""
+    return {
+        "listen": "127.0.0.1:0",
+        "stateDir": str(state_dir),
+        "reloadInterval": "1s",
+        "issuers": [{"name": ISSUER_NAME, "url": issuer_url, "audiences": [AUDIENCE],
+                     "keys": "discovery", "caFile": str(issuer_ca)}],
+        "clusters": [{"name": CLUSTER_NAME, "server": "https://127.0.0.1:6443",
+                      "backend": "selfIssued"}],
+        "selfIssued": {"listen": f"127.0.0.1:{discovery_port}"},
+    }
