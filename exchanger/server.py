@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from exchanger.audit.log import AuditLog
+from exchanger.audit.record import AuditRecord
 from exchanger.config import ClusterConfig, Config, TLSFiles
 from exchanger.exchange import Exchanger
 from exchanger.issue.base import ClusterAccess, CredentialIssuer
@@ -193,8 +194,9 @@ def _start_parts(config: Config, clients: dict[str, KubernetesClient],
     keys = KeyCache(HttpsKeyFetcher(cluster_lookup=lookup), clock, on_fetch=metrics.on_key_fetch)
     reviewer = _Reviewer(clients) if any(i.token_review for i in config.issuers) else None
     verifier = Verifier(config.issuers, keys, clock, reviewer)
-    audit = AuditLog(config.audit_log)
-    run._closers.append(audit.close)
+    audit_log = AuditLog(config.audit_log)
+    run._closers.append(audit_log.close)
+    audit = _MeteredAudit(audit_log, metrics)
     issuers = _build_issuers(config, clients, clock, run)
     exchanger = Exchanger(verifier=verifier, mappings=store, issuers=issuers, audit=audit,
                           clock=clock, observer=metrics)
@@ -208,6 +210,18 @@ def _start_parts(config: Config, clients: dict[str, KubernetesClient],
         http_server, thread = start_http_server(port, host, registry=metrics.registry)
         run.metrics_port = int(http_server.server_address[1])
         run._closers.extend([http_server.server_close, thread.join, http_server.shutdown])
+
+
+class _MeteredAudit:
+    """The audit log, exporting the chain head's sequence number after every line."""
+
+    def __init__(self, log: AuditLog, metrics: ExchangerMetrics) -> None:
+        self._log, self._metrics = log, metrics
+        metrics.audit_seq.set(log.head.seq)
+
+    def append(self, record: AuditRecord) -> None:
+        self._log.append(record)
+        self._metrics.audit_seq.set(self._log.head.seq)
 
 
 def _background_parts(config: Config, clients: dict[str, KubernetesClient], store: Any,

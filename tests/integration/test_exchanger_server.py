@@ -129,6 +129,7 @@ def test_metrics_count_exchanges_by_result_and_reason(
     assert 'kubegate_exchanges_total{reason="NO_MATCHING_MAPPING",result="deny"} 1.0' in text
     assert "kubegate_exchange_duration_seconds_count 2.0" in text
     assert 'kubegate_key_fetches_total{issuer="github",result="ok"}' in text
+    assert "kubegate_audit_chain_seq 2.0" in text
 
 
 def test_changed_mapping_folder_is_reloaded_and_a_bad_reload_keeps_the_last_good_set(
