@@ -18,7 +18,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from tests.support.controlplane import ControlPlane, audit_events, find_binaries
+from tests.support.controlplane import ControlPlane, audit_events
 from tests.support.kube import Cluster, Kubectl
 
 POD_READER = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
@@ -177,10 +177,10 @@ time.sleep(600)
 """
 
 
-def test_children_die_when_the_test_run_is_killed(tmp_path: Path) -> None:
-    bin_dir = find_binaries()
-    if bin_dir is None:
-        pytest.skip("needs the control plane binaries")
+def test_children_die_when_the_test_run_is_killed(
+    tmp_path: Path, control_plane: ControlPlane,
+) -> None:
+    bin_dir = control_plane.bin_dir
     runner = subprocess.Popen(  # noqa: S603
         [sys.executable, "-c", _ORPHAN_SCRIPT, str(bin_dir), str(tmp_path)],
         stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
