@@ -15,18 +15,11 @@ from tests.support.controlplane import ControlPlane, audit_events
 from tests.support.fixtures_exchanger import StartExchanger, TestExchanger, cluster_entry
 from tests.support.kube import Cluster, Kubectl
 from tests.support.oidc import GitHubActionsIssuer
+from tests.support.wait import poll
 
 POD_READER = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
 AUDIENCE = "kubegate"
 
-
-def poll(check: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(interval)
-    return False
 
 
 def setup_deployer(cluster: Cluster, namespace: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from exchanger.service import ExchangeServicer
 from exchanger.v1 import exchange_pb2, exchange_pb2_grpc
 from tests.support.fixtures_exchanger import StartExchanger, TestExchanger, self_issued_entry
 from tests.support.oidc import GitHubActionsIssuer
+from tests.support.wait import poll
 
 MAPPING = """
 apiVersion: kubegate.io/v1alpha1
@@ -37,14 +38,6 @@ spec:
   grant: {{cluster: local, namespace: web, user: "ci:web", groups: [deployers]}}
 """
 
-
-def poll(check: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(interval)
-    return False
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ mapped groups decides, and the apiserver's audit log joins each request to its e
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 
 import jwt
@@ -14,6 +13,7 @@ from tests.support.controlplane import ControlPlane, audit_events
 from tests.support.fixtures_exchanger import StartExchanger, self_issued_entry
 from tests.support.kube import Cluster, Kubectl
 from tests.support.oidc import GitLabCIIssuer
+from tests.support.wait import poll
 
 AUTHENTICATION_CONFIG = """\
 apiVersion: apiserver.config.k8s.io/v1
@@ -34,14 +34,6 @@ jwt:
     message: "kubegate users may not use the system: prefix"
 """
 
-
-def poll(check: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(interval)
-    return False
 
 
 def test_self_issued_token_is_accepted_by_the_apiserver_and_audited_by_jti(
