@@ -213,7 +213,7 @@ def fetch_github_token(environ: Mapping[str, str], audience: str, *,
     retrying = Retrying(
         retry=retry_if_exception(lambda e: isinstance(e, FetchError) and e.transient),
         stop=stop_after_attempt(ID_TOKEN_ATTEMPTS),
-        wait=wait_exponential_jitter(initial=0.5, max=4.0), reraise=True)
+        wait=wait_exponential_jitter(multiplier=0.5, max=4.0), reraise=True)
     return _token_from_reply(retrying(_get, request, timeout, max_bytes))
 
 

@@ -36,7 +36,13 @@ def describe(config: Config, port: int, ca_file: Path | None, discovery_port: in
     if config.self_issued is not None and discovery_port:
         lines.append(f"  issuer:    {config.self_issued.issuer_url} (self-issued discovery "
                      f"and JWKS on port {discovery_port})")
-    lines.append(f"  mappings:  {config.mappings}")
+    if config.mapping_files:
+        lines.append(f"  mappings:  {config.mappings}")
+    if config.mapping_cluster is not None:
+        lines.append(f"  mappings:  TrustMappings in namespace {config.mapping_cluster.namespace}"
+                     f" of cluster {config.mapping_cluster.cluster}")
+    if config.health_listen:
+        lines.append(f"  health:    {config.health_listen} (plaintext, grpc.health.v1 only)")
     lines.append(f"  audit log: {config.audit_log}")
     if config.issuers:
         lines.append("  trusts:")
@@ -71,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    stopping.wait()
+    while not stopping.wait(0.5):  # a timed wait lets the main thread run signal handlers
+        pass
     running.stop()
     return 0
