@@ -102,6 +102,7 @@ class AuditLog:
         self.path = Path(path)
         self._fsync = fsync
         self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
         self._broken = ""
         self._fd = _open(self.path)
         try:
@@ -109,6 +110,7 @@ class AuditLog:
         except BaseException:
             os.close(self._fd)
             raise
+        self._synced_seq = self._head.seq
         log.info("audit log %s opened at seq %d hash %s", self.path, self._head.seq,
                  self._head.hash)
 
@@ -118,7 +120,12 @@ class AuditLog:
         return self._head
 
     def append(self, record: AuditRecord) -> None:
-        """Write `record` as the next line of the chain; durable when this returns."""
+        """Write `record` as the next line of the chain; durable when this returns.
+
+        Group commit: lines are written in order under one lock, and the fsync happens
+        outside it, one at a time; a caller whose line an earlier fsync already covered
+        returns without another. So concurrent exchanges share fsyncs instead of queueing
+        behind each other's, and none returns before its own line is on disk."""
         with self._lock:
             if self._fd < 0:
                 raise AuditWriteError(f"audit log {self.path} is closed")
@@ -127,24 +134,40 @@ class AuditLog:
             line, head = chain_line(record.to_dict(), self._head)
             self._write(line)
             self._head = head
+        if self._fsync:
+            self._sync(head.seq)
 
     def _write(self, line: bytes) -> None:
-        """One write of the whole line, then fsync; on failure the file is left unchanged."""
+        """One write of the whole line; on failure the file is left unchanged."""
         try:
             size_before = os.fstat(self._fd).st_size
             written = os.write(self._fd, line)
         except OSError as error:
             raise AuditWriteError(f"cannot write audit log {self.path}: {error.strerror}") \
                 from error
-        try:
-            if written != len(line):
-                raise OSError(errno.EIO, f"short write ({written} of {len(line)} bytes)")
-            if self._fsync:
-                os.fsync(self._fd)
-        except OSError as error:
-            self._undo(size_before, error)
-            raise AuditWriteError(f"cannot write audit log {self.path}: {error.strerror}") \
-                from error
+        if written != len(line):
+            short = OSError(errno.EIO, f"short write ({written} of {len(line)} bytes)")
+            self._undo(size_before, short)
+            raise AuditWriteError(f"cannot write audit log {self.path}: {short.strerror}")
+
+    def _sync(self, seq: int) -> None:
+        """Make every line up to seq durable. A failed fsync leaves lines whose durability
+        is unknown, so the log refuses all further appends until it is reopened."""
+        with self._sync_lock:
+            if self._synced_seq >= seq:
+                return
+            with self._lock:
+                fd, covered = self._fd, self._head.seq
+            try:
+                os.fsync(fd)
+            except OSError as error:
+                with self._lock:
+                    self._broken = f"fsync failed: {error.strerror}"
+                log.error("audit log %s: %s; reopen it after checking the file", self.path,
+                          self._broken)
+                raise AuditWriteError(f"cannot write audit log {self.path}: "
+                                      f"{error.strerror}") from error
+            self._synced_seq = covered
 
     def _undo(self, size_before: int, cause: OSError) -> None:
         """Cut a partly recorded line off; if that fails too, refuse all further appends."""
