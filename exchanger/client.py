@@ -3,7 +3,8 @@
 It speaks gRPC to an exchanger and turns answers into plain values: a `Credential`, or an
 `ExchangeError` carrying the status name, the stable reason from google.rpc.ErrorInfo, and
 the server's public message. Only transient failures (UNAVAILABLE, DEADLINE_EXCEEDED,
-RESOURCE_EXHAUSTED) are retried, with exponential backoff and jitter; a denial never is.
+RESOURCE_EXHAUSTED, CANCELLED) are retried, with exponential backoff and jitter; a denial
+never is.
 """
 
 from __future__ import annotations
@@ -26,11 +27,14 @@ from tenacity import (
 from exchanger.v1 import exchange_pb2, exchange_pb2_grpc
 
 # Failures worth retrying: the server or the path to it is down, slow or shedding load.
+# CANCELLED is what a server that is stopping (a restart, a rolling update) answers to calls
+# that reached it in the moment it stopped; another replica, or the restarted one, serves them.
 # Everything else (a denial, a bad request, an internal error) gets the same answer again.
 TRANSIENT_CODES = frozenset({
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.CANCELLED,
 })
 
 
@@ -121,8 +125,9 @@ class ExchangeClient:
         self.close()
 
     def exchange(self, subject_token: str, *, role: str = "", lifetime: int = 0,
-                 audiences: Sequence[str] = ()) -> Credential:
-        """One exchange, retried on transient failures only."""
+                 audiences: Sequence[str] = (), timeout: float | None = None) -> Credential:
+        """One exchange, retried on transient failures only. `timeout` (seconds per attempt)
+        overrides the client's default for this call."""
         request = exchange_pb2.ExchangeRequest(
             subject_token=subject_token, role=role, audiences=list(audiences))
         if lifetime:
@@ -132,10 +137,11 @@ class ExchangeClient:
             stop=stop_after_attempt(self._attempts) | stop_after_delay(self._budget),
             wait=wait_exponential_jitter(multiplier=0.2, max=5.0), reraise=True,
         )
-        return retrying(self._exchange_once, request)
+        return retrying(self._exchange_once, request, timeout or self._timeout)
 
-    def _exchange_once(self, request: exchange_pb2.ExchangeRequest) -> Credential:
+    def _exchange_once(self, request: exchange_pb2.ExchangeRequest,
+                       timeout: float) -> Credential:
         try:
-            return from_response(self._stub.Exchange(request, timeout=self._timeout))
+            return from_response(self._stub.Exchange(request, timeout=timeout))
         except grpc.RpcError as error:
             raise to_exchange_error(error) from None

@@ -3,6 +3,8 @@ per call (the keeper owns the retry schedule).
 
 Rules of this module:
 - a call never retries by itself and never outlives its timeout;
+- one channel serves every call (timeouts are per call): an exchanger serving many sidecars
+  pays for one connection each, not one per timeout value;
 - after a transient failure the channel is dropped and the next call dials afresh: a gRPC
   channel that saw its server vanish may wait out a reconnect backoff of up to two minutes
   before it dials again, long after the exchanger is back.
@@ -22,31 +24,29 @@ class GrpcExchangePort:
                  lifetime: int, audiences: Sequence[str]) -> None:
         self._target, self._ca_file, self._plaintext = target, ca_file, plaintext
         self._role, self._lifetime, self._audiences = role, lifetime, tuple(audiences)
-        self._clients: dict[float, ExchangeClient] = {}
+        self._client_now: ExchangeClient | None = None
         self._lock = threading.Lock()
 
     def exchange(self, subject_token: str, *, timeout: float) -> Credential:
-        client = self._client(timeout)
+        client = self._client()
         try:
             return client.exchange(subject_token, role=self._role, lifetime=self._lifetime,
-                                   audiences=self._audiences)
+                                   audiences=self._audiences, timeout=timeout)
         except ExchangeError as error:
             if error.transient:
                 self.close()
             raise
 
-    def _client(self, timeout: float) -> ExchangeClient:
+    def _client(self) -> ExchangeClient:
         with self._lock:
-            client = self._clients.get(timeout)
-            if client is None:
-                client = ExchangeClient(self._target, ca_file=self._ca_file,
-                                        plaintext=self._plaintext, timeout=timeout,
-                                        attempts=1, retry_budget=timeout)
-                self._clients[timeout] = client
-            return client
+            if self._client_now is None:
+                self._client_now = ExchangeClient(
+                    self._target, ca_file=self._ca_file, plaintext=self._plaintext,
+                    attempts=1)
+            return self._client_now
 
     def close(self) -> None:
         with self._lock:
-            clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
+            client, self._client_now = self._client_now, None
+        if client is not None:
             client.close()
