@@ -1,7 +1,8 @@
 """One exchange, from subject token to credential: verify, match, issue, audit.
 
 This is the exchanger's use case, free of gRPC: the servicer converts wire messages to an
-`ExchangeInput` and our errors to statuses. Every decision, allow or deny, is written to the
+`ExchangeInput` and our errors to statuses. A verified identity over its rate limit is refused
+before matching (RESOURCE_EXHAUSTED). Every decision, allow or deny, is written to the
 audit sink; when the allow line cannot be written, the fresh credential is revoked and the
 exchange refused, so nothing is issued unrecorded.
 """
@@ -39,6 +40,12 @@ class TokenVerifier(Protocol):
 
 class MappingMatcher(Protocol):
     def match(self, identity: Identity, role: str | None = None) -> TrustMapping: ...
+
+
+class IdentityLimiter(Protocol):
+    """Raises RateLimitedError when a verified identity exchanges too often."""
+
+    def check(self, identity: Identity) -> None: ...
 
 
 class ExchangeObserver(Protocol):
@@ -119,10 +126,12 @@ class Exchanger:
         issuers: Mapping[str, CredentialIssuer], audit: AuditSink, clock: Clock,
         observer: ExchangeObserver | None = None,
         new_session_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        limiter: IdentityLimiter | None = None,
     ) -> None:
         self._verifier, self._mappings, self._issuers = verifier, mappings, issuers
         self._audit, self._clock, self._observer = audit, clock, observer
         self._new_session_id = new_session_id
+        self._limiter = limiter
 
     def exchange(self, request: ExchangeInput) -> tuple[IssuedCredential, TrustMapping]:
         started = self._clock()
@@ -140,6 +149,8 @@ class Exchanger:
                   state: _Progress) -> tuple[IssuedCredential, TrustMapping]:
         check_input(request)
         state.identity = identity = self._verifier.verify(request.subject_token)
+        if self._limiter is not None:
+            self._limiter.check(identity)
         state.mapping = mapping = self._mappings.match(identity, request.role or None)
         grant = mapping.grant
         lifetime = granted_lifetime(request.requested_lifetime, grant)

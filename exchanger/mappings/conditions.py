@@ -1,4 +1,4 @@
-"""One claim condition of a trust mapping, and its pure evaluation against verified claims.
+r"""One claim condition of a trust mapping, and its pure evaluation against verified claims.
 
 Rules of this module:
 - types are strict: a value equals another only if both have the same JSON type and value, so
@@ -8,6 +8,9 @@ Rules of this module:
 - a glob's `*` and `?` never match `/` or `:`, so a wildcard stays inside one segment of a
   subject such as `repo:ORG/REPO:ref:...`; `**` is refused; everything else is literal;
 - a regex must match the whole value (`re.fullmatch`), so prefix and suffix injection fail;
+- patterns are compiled with `re.ASCII`: `\d`, `\w`, `\s`, `\b` and case-insensitive matching
+  mean ASCII only, so `release-\d+` is not met by Arabic-Indic digits nor `(?i)kube` by a
+  Kelvin sign (look-alike branch or repository names); literal non-ASCII characters still match;
 - a claim path walks nested objects only: it never indexes into a list, and a path through a
   non-object is a failed condition, never an error;
 - patterns are compiled once, when the condition is built; an invalid one is a ValueError.
@@ -114,7 +117,7 @@ def _compile(operator: Operator, source: object) -> re.Pattern[str]:
         raise ValueError(f"pattern longer than {MAX_PATTERN_LENGTH} characters")
     regex = glob_to_regex(source) if operator is Operator.GLOB else source
     try:
-        return re.compile(regex)
+        return re.compile(regex, re.ASCII)
     except re.error as error:
         raise ValueError(f"invalid regex: {error}") from error
 

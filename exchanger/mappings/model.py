@@ -7,6 +7,9 @@ this `Grant`. A `MappingSet` is an immutable, indexed collection of them with on
 Rules of this module:
 - deny by default: without a mapping whose issuer is the identity's and whose conditions all
   hold, `match` raises; it never returns a "closest" mapping;
+- a token whose `event_name` is `pull_request_target` meets only mappings with a condition on
+  `event_name`: GitHub runs such a workflow with the base repository's `sub` and `ref` although a
+  fork's pull request triggered it, so a mapping must say it admits that event;
 - a named role is looked up by name only; the public message of a refused role is the same
   whether the role exists, belongs to another issuer, or a condition failed (the audit detail
   says which, naming the claim and the expected value, never the claim's value);
@@ -45,6 +48,9 @@ __all__ = [
 ROLE_NOT_ALLOWED: Final = "ROLE_NOT_ALLOWED"
 NO_MATCHING_MAPPING: Final = "NO_MATCHING_MAPPING"
 AMBIGUOUS_MAPPING: Final = "AMBIGUOUS_MAPPING"
+
+FORK_TRIGGERED_EVENT: Final = "pull_request_target"
+"""The GitHub event that runs fork-triggered workflows with the base repository's identity."""
 
 MIN_LIFETIME_SECONDS: Final = 600
 """TokenRequest's minimum; a mapping may not cap lifetimes below it."""
@@ -141,11 +147,20 @@ class TrustMapping:
         return tuple(evaluate(condition, claims) for condition in self.conditions)
 
     def matches(self, claims: Mapping[str, Any]) -> bool:
-        """Whether every condition holds."""
-        return all(condition.holds(claims) for condition in self.conditions)
+        """Whether every condition holds (and the pull_request_target rule above)."""
+        return self._admits_event(claims) and all(
+            condition.holds(claims) for condition in self.conditions)
+
+    def _admits_event(self, claims: Mapping[str, Any]) -> bool:
+        """False for a pull_request_target token unless a condition names `event_name`."""
+        return claims.get("event_name") != FORK_TRIGGERED_EVENT or any(
+            condition.path == ("event_name",) for condition in self.conditions)
 
     def first_failure(self, claims: Mapping[str, Any]) -> str | None:
         """An audit-detail description of the first failing condition, or None."""
+        if not self._admits_event(claims):
+            return (f"event_name is {FORK_TRIGGERED_EVENT} and no condition names event_name "
+                    "(a fork's pull request would act as the base repository)")
         for position, condition in enumerate(self.conditions):
             result = evaluate(condition, claims)
             if not result.passed:
