@@ -25,6 +25,7 @@ DEFAULT_SOCKET_PATH = "/var/run/kubegate/kubegate.sock"
 SOCKET_ENV = "KUBEGATE_SOCKET"
 REQUEST_HEADER = "X-Kubegate-Request"
 EXEC_CREDENTIAL_PATH = "/v1/exec-credential"
+READY_PATH = "/readyz"
 TIMEOUT_SECONDS = 5.0
 MAX_REPLY_BYTES = 1024 * 1024
 PROG = "kubegate credential"
@@ -86,8 +87,25 @@ def parse_reply(reply: bytes) -> tuple[int, bytes]:
 
 def fetch_exec_credential(socket_path: str, timeout: float = TIMEOUT_SECONDS) -> bytes:
     """The sidecar's ExecCredential document, or PluginError saying why not."""
+    status, body = fetch(socket_path, EXEC_CREDENTIAL_PATH, timeout)
+    if status != 200:
+        raise PluginError(f"the sidecar gave no credential: {_error_text(body)} "
+                          f"(HTTP {status})")
+    return body
+
+
+def check_ready(socket_path: str, timeout: float = TIMEOUT_SECONDS) -> None:
+    """Nothing when the sidecar holds a credential it may serve; PluginError otherwise.
+    For a native sidecar's startup probe: `kubegate credential --ready`."""
+    status, body = fetch(socket_path, READY_PATH, timeout)
+    if status != 200:
+        raise PluginError(f"the sidecar is not ready: {_error_text(body)} (HTTP {status})")
+
+
+def fetch(socket_path: str, path: str, timeout: float) -> tuple[int, bytes]:
+    """GET path from the sidecar, every transport failure turned into one PluginError line."""
     try:
-        status, body = get(socket_path, EXEC_CREDENTIAL_PATH, timeout=timeout)
+        return get(socket_path, path, timeout=timeout)
     except FileNotFoundError:
         raise PluginError(f"no socket at {socket_path}: is the kubegate sidecar running "
                           "(and is its socket folder mounted here)?") from None
@@ -103,10 +121,6 @@ def fetch_exec_credential(socket_path: str, timeout: float = TIMEOUT_SECONDS) ->
     except (OSError, ReplyError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else error
         raise PluginError(f"cannot talk to the sidecar at {socket_path}: {reason}") from None
-    if status != 200:
-        raise PluginError(f"the sidecar gave no credential: {_error_text(body)} "
-                          f"(HTTP {status})")
-    return body
 
 
 def _error_text(body: bytes) -> str:
@@ -122,11 +136,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--socket", metavar="PATH",
                         help=f"the sidecar's socket (default: ${SOCKET_ENV}, else "
                         f"{DEFAULT_SOCKET_PATH})")
+    parser.add_argument("--ready", action="store_true",
+                        help="print nothing; exit 0 when the sidecar holds a credential it may "
+                        "serve, 1 otherwise (a startup probe for the native sidecar)")
 
 
 def run(args: argparse.Namespace) -> int:
     socket_path = args.socket or os.environ.get(SOCKET_ENV) or DEFAULT_SOCKET_PATH
     try:
+        if args.ready:
+            check_ready(socket_path)
+            return 0
         body = fetch_exec_credential(socket_path)
     except PluginError as error:
         print(f"{PROG}: {error}", file=sys.stderr)

@@ -31,8 +31,9 @@ def sidecar_socket(tmp_path: Path) -> Iterator[tuple[Path, FakeCache]]:
     server.stop()
 
 
-def run_plugin(socket_path: Path | None) -> int:
-    return plugin.run(argparse.Namespace(socket=str(socket_path) if socket_path else None))
+def run_plugin(socket_path: Path | None, *, ready: bool = False) -> int:
+    return plugin.run(argparse.Namespace(socket=str(socket_path) if socket_path else None,
+                                         ready=ready))
 
 
 def test_the_plugin_imports_neither_grpc_nor_the_kubernetes_client(tmp_path: Path) -> None:
@@ -92,6 +93,18 @@ def test_a_sidecar_without_a_credential_says_why(
     assert captured.out == ""
     assert "NO_MATCHING_MAPPING" in captured.err and "HTTP 503" in captured.err
     assert len(captured.err.splitlines()) == 1
+
+
+def test_ready_check_exits_0_with_a_credential_and_1_without_printing_it(
+    sidecar_socket: tuple[Path, FakeCache], capsys: pytest.CaptureFixture[str],
+) -> None:
+    path, cache = sidecar_socket
+    assert run_plugin(path, ready=True) == 0
+    assert capsys.readouterr().out == ""
+    cache.held, cache.error = None, "exchanger unreachable"
+    assert run_plugin(path, ready=True) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "not ready" in captured.err and TOKEN not in captured.err
 
 
 def test_a_socket_nobody_listens_on_is_reported_as_such(
