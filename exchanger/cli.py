@@ -30,6 +30,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("exchanger.commands.demo",
              "start a local issuer and exchanger, show one allowed and one denied exchange"),
     "audit": ("exchanger.commands.audit", "verify the hash chain of audit logs"),
+    "mappings": ("exchanger.commands.mappings",
+                 "validate trust mappings (schema and lints), or explain a token's match"),
     "sidecar": ("sidecar.main", "keep a fresh credential and serve it on a local socket "
                 "(--once: write a kubeconfig and exit)"),
     "credential": ("sidecar.plugin",

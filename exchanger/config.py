@@ -13,6 +13,12 @@ File format (YAML; every field optional unless marked):
     auditLog: <stateDir>/audit.log
     mappings: <stateDir>/mappings      # folder of TrustMapping YAML documents
     reloadInterval: 2s
+    mappingSources:                    # where trust mappings come from (merged)
+      files: true                      # the `mappings` folder (default true)
+      cluster: {name: prod, namespace: kubegate}  # TrustMapping resources in that namespace
+                                       # of a configured tokenRequest cluster (default: none)
+    healthListen: 0.0.0.0:8081         # plaintext gRPC serving only grpc.health.v1, for
+                                       # Kubernetes gRPC probes (they speak no TLS); "" = off
     issuers:                           # subject-token issuers kubegate trusts
     - name: github                     # required; what mappings refer to
       url: https://token.actions.githubusercontent.com   # required; the exact `iss`
@@ -33,6 +39,9 @@ File format (YAML; every field optional unless marked):
         # clientCertFile: ... and clientKeyFile: ...
         # kubeconfig: /path/kubeconfig  (and optionally context: NAME)
       audiences: []                    # default audiences of issued tokens
+      requestTimeout: 10s              # read timeout of each Kubernetes API call
+    rateLimit:                         # per verified identity (issuer, sub), a token bucket:
+      perIdentity: {rate: 10/s, burst: 100}  # refill rate (N, N/s, N/m or N/h) and size
     selfIssued:                        # needed when a cluster uses backend selfIssued
       issuerUrl: https://127.0.0.1:8444   # what the cluster's AuthenticationConfiguration trusts
       listen: 127.0.0.1:8444           # HTTPS discovery + JWKS
@@ -53,6 +62,7 @@ from typing import Any
 import yaml
 
 from exchanger.errors import ConfigError
+from exchanger.ratelimit import RateLimit
 from exchanger.verify.issuers import (
     IssuerConfig,
     JWKSUrl,
@@ -66,6 +76,8 @@ DEFAULT_LISTEN = "127.0.0.1:8443"
 DEFAULT_SELF_ISSUED_LISTEN = "127.0.0.1:8444"
 _DURATION = re.compile(r"^(\d+)(s|m|h)?$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, None: 1}
+_RATE = re.compile(r"^(\d+(?:\.\d+)?)(?:/(s|m|h))?$")
+DEFAULT_REQUEST_TIMEOUT = 10
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,6 +105,7 @@ class ClusterConfig:
     kubeconfig: Path | None = None
     context: str | None = None
     audiences: tuple[str, ...] = ()
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT  # seconds, per Kubernetes API call
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,6 +114,14 @@ class SelfIssuedConfig:
     listen: str
     tls: TLSFiles
     audience: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterMappingsConfig:
+    """TrustMapping resources in `namespace` of the configured cluster `cluster`."""
+
+    cluster: str
+    namespace: str = "kubegate"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,6 +138,10 @@ class Config:
     clusters: tuple[ClusterConfig, ...]
     self_issued: SelfIssuedConfig | None
     source: str = field(default="embedded default")
+    rate_limit: RateLimit = field(default_factory=RateLimit)  # rateLimit.perIdentity
+    mapping_files: bool = True  # mappingSources.files
+    mapping_cluster: ClusterMappingsConfig | None = None  # mappingSources.cluster
+    health_listen: str = ""
 
     def cluster(self, name: str) -> ClusterConfig:
         return next(c for c in self.clusters if c.name == name)
@@ -238,7 +263,8 @@ EMBEDDED_DEFAULT: dict[str, Any] = {
 }
 
 _TOP = {"listen", "tls", "plaintext", "metricsListen", "stateDir", "auditLog", "mappings",
-        "reloadInterval", "issuers", "clusters", "selfIssued"}
+        "reloadInterval", "issuers", "clusters", "selfIssued", "rateLimit", "mappingSources",
+        "healthListen"}
 
 
 def build_config(data: object, *, base: Path, environ: Mapping[str, str], source: str) -> Config:
@@ -264,6 +290,9 @@ def build_config(data: object, *, base: Path, environ: Mapping[str, str], source
     self_issued = _self_issued(read, top.get("selfIssued"), base, state_dir)
     if self_issued is None and any(c.backend == "selfIssued" for c in clusters):
         problems.append("selfIssued: required when a cluster uses backend selfIssued")
+    mapping_files, mapping_cluster = _mapping_sources(read, top.get("mappingSources"),
+                                                      clusters)
+    rate_limit = _rate_limit(read, top.get("rateLimit"))
     if problems:
         raise ConfigError([f"{source}: {p}" for p in problems])
     return Config(
@@ -274,7 +303,54 @@ def build_config(data: object, *, base: Path, environ: Mapping[str, str], source
         mappings=read.path(top, "mappings", "", base, state_dir / "mappings") or state_dir,
         reload_interval=float(read.duration(top, "reloadInterval", "", 2)),
         issuers=issuers, clusters=clusters, self_issued=self_issued, source=source,
+        rate_limit=rate_limit,
+        mapping_files=mapping_files, mapping_cluster=mapping_cluster,
+        health_listen=read.string(top, "healthListen", "", ""),
     )
+
+
+def _mapping_sources(read: _Reader, data: object, clusters: tuple[ClusterConfig, ...],
+                     ) -> tuple[bool, ClusterMappingsConfig | None]:
+    where = "mappingSources"
+    section = read.section(data, where, {"files", "cluster"})
+    files = read.flag(section, "files", where) if "files" in section else True
+    if section.get("cluster") is None:
+        if not files:
+            read.problems.append(f"{where}: files: false needs a cluster source")
+        return files, None
+    cwhere = f"{where}.cluster"
+    cluster = read.section(section["cluster"], cwhere, {"name", "namespace"})
+    name = read.string(cluster, "name", cwhere, required=True)
+    namespace = read.string(cluster, "namespace", cwhere, "kubegate")
+    known = {c.name: c for c in clusters}
+    if name and (name not in known or known[name].backend != "tokenRequest"):
+        read.problems.append(f"{cwhere}.name: {name!r} is not a configured tokenRequest "
+                             "cluster (kubegate reads TrustMappings with its credentials)")
+    if not namespace:
+        read.problems.append(f"{cwhere}.namespace: must not be empty")
+    return files, ClusterMappingsConfig(cluster=name, namespace=namespace)
+
+
+def parse_rate(value: object) -> float:
+    """Exchanges per second from `10`, `2.5`, `10/s`, `600/m` or `36000/h`."""
+    if isinstance(value, bool):
+        raise ValueError("expected a rate such as 10/s")
+    match = _RATE.match(str(value)) if isinstance(value, int | float | str) else None
+    if match is None:
+        raise ValueError(f"expected a rate such as 10/s or 600/m, got {value!r}")
+    return float(match.group(1)) / _UNITS[match.group(2)]
+
+
+def _rate_limit(read: _Reader, data: object) -> RateLimit:
+    where = "rateLimit.perIdentity"
+    section = read.section(data, "rateLimit", {"perIdentity"})
+    limits = read.section(section.get("perIdentity"), where, {"rate", "burst"})
+    try:
+        rate = parse_rate(limits.get("rate", RateLimit().rate))
+        return RateLimit(rate=rate, burst=limits.get("burst", RateLimit().burst))
+    except ValueError as error:
+        read.problems.append(f"{where}: {error}")
+        return RateLimit()
 
 
 def _tls(read: _Reader, data: object, where: str, base: Path) -> TLSFiles | None:
@@ -352,7 +428,8 @@ def _key_source(read: _Reader, data: object, where: str, clusters: set[str]) -> 
         return None
 
 
-_CLUSTER = {"name", "server", "caFile", "backend", "credentials", "audiences"}
+_CLUSTER = {"name", "server", "caFile", "backend", "credentials", "audiences",
+            "requestTimeout"}
 
 
 def _clusters(read: _Reader, data: object, base: Path) -> tuple[ClusterConfig, ...]:
@@ -386,11 +463,20 @@ def _clusters(read: _Reader, data: object, base: Path) -> tuple[ClusterConfig, .
             client_key_file=key, kubeconfig=kubeconfig,
             context=read.string(creds, "context", cwhere) or None,
             audiences=read.strings(section, "audiences", where),
+            request_timeout=_request_timeout(read, section, where),
         ))
     names = [c.name for c in clusters]
     for name in sorted({n for n in names if names.count(n) > 1}):
         read.problems.append(f"clusters: name {name!r} is used more than once")
     return tuple(clusters)
+
+
+def _request_timeout(read: _Reader, section: dict[str, Any], where: str) -> float:
+    seconds = read.duration(section, "requestTimeout", where, DEFAULT_REQUEST_TIMEOUT)
+    if seconds <= 0:
+        read.problems.append(f"{where}.requestTimeout: must be at least 1s")
+        return DEFAULT_REQUEST_TIMEOUT
+    return float(seconds)
 
 
 def _self_issued(read: _Reader, data: object, base: Path,

@@ -1,8 +1,9 @@
 """Wiring: build a running exchanger from a Config, and stop it again.
 
 Everything with a thread or a socket is started here and stopped in reverse order:
-the gRPC server (exchange, health, reflection), the Prometheus endpoint, the self-issued
-discovery server, the mapping-folder watcher, the key refresher and the session reaper.
+the gRPC server (exchange, health, reflection), the plaintext health-only listener, the
+Prometheus endpoint, the self-issued discovery server, the mapping sources (folder watcher,
+TrustMapping watcher), the key refresher and the session reaper.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ from exchanger.issue.selfissued import (
 from exchanger.issue.tokenrequest import TokenRequestIssuer
 from exchanger.kube.client import ClusterCredentials, KubernetesClient
 from exchanger.localtls import ensure_local_tls
-from exchanger.mappings.store import ReloadResult, store_for_folder
+from exchanger.mapping_sources import build_mapping_sources
+from exchanger.mappings.store import ReloadResult
 from exchanger.metrics import ExchangerMetrics
+from exchanger.ratelimit import IdentityRateLimiter
 from exchanger.service import ExchangeServicer
 from exchanger.v1 import exchange_pb2, exchange_pb2_grpc
 from exchanger.verify.fetch import HttpsKeyFetcher
@@ -68,6 +71,7 @@ class RunningExchanger:
     self_issuer: SelfIssuer | None = None
     discovery_port: int = 0
     metrics_port: int = 0
+    health_port: int = 0  # the plaintext health-only server (healthListen), 0 when off
     _stoppables: list[Stoppable] = field(default_factory=list)
     _closers: list[Callable[[], Any]] = field(default_factory=list)
 
@@ -91,6 +95,7 @@ def _clients(config: Config) -> dict[str, KubernetesClient]:
                 kubeconfig=cluster.kubeconfig, context=cluster.context,
                 token_file=cluster.token_file, client_cert_file=cluster.client_cert_file,
                 client_key_file=cluster.client_key_file),
+            read_timeout=cluster.request_timeout,
         )
         for cluster in config.clusters
         if cluster.backend == "tokenRequest" and cluster.ca_file is not None
@@ -185,10 +190,8 @@ def _start_parts(config: Config, clients: dict[str, KubernetesClient],
         metrics.mapping_reloads.labels(result="ok" if result.ok else "error").inc()
         metrics.mappings_loaded.set(result.mapping_count)
 
-    store, watcher = store_for_folder(
-        config.mappings, known_issuers={i.name for i in config.issuers},
-        known_clusters={c.name for c in config.clusters},
-        interval=config.reload_interval, on_reload=on_reload)
+    sources = build_mapping_sources(config, on_reload)
+    store, watcher = sources.store, sources
     metrics.mappings_loaded.set(len(store.current))
     lookup = _cluster_lookup(config)
     keys = KeyCache(HttpsKeyFetcher(cluster_lookup=lookup), clock, on_fetch=metrics.on_key_fetch)
@@ -199,12 +202,16 @@ def _start_parts(config: Config, clients: dict[str, KubernetesClient],
     audit = _MeteredAudit(audit_log, metrics)
     issuers = _build_issuers(config, clients, clock, run)
     exchanger = Exchanger(verifier=verifier, mappings=store, issuers=issuers, audit=audit,
-                          clock=clock, observer=metrics)
+                          clock=clock, observer=metrics,
+                          limiter=IdentityRateLimiter(config.rate_limit, clock))
     for part in _background_parts(config, clients, store, keys, watcher, clock):
         part.start()
         run._stoppables.append(part)
     _start_discovery(config, run)
     _start_grpc(config, exchanger, run)
+    sources.gate_readiness(run.health, SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING,
+                           health_pb2.HealthCheckResponse.NOT_SERVING)
+    _start_health(config, run)
     if config.metrics_listen:
         host, port = _host_port(config.metrics_listen)
         http_server, thread = start_http_server(port, host, registry=metrics.registry)
@@ -280,3 +287,17 @@ def _start_grpc(config: Config, exchanger: Exchanger, run: RunningExchanger) -> 
     server.start()
     for name in ("", SERVICE_NAME):
         run.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+
+def _start_health(config: Config, run: RunningExchanger) -> None:
+    """healthListen: plaintext gRPC with grpc.health.v1 only, for Kubernetes gRPC probes
+    (which speak no TLS); it shares the main server's health statuses."""
+    if not config.health_listen:
+        return
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="health"),
+                         options=[("grpc.max_receive_message_length", 4096),
+                                  ("grpc.so_reuseport", 0)])
+    health_pb2_grpc.add_HealthServicer_to_server(run.health, server)
+    run.health_port = server.add_insecure_port(config.health_listen)
+    server.start()
+    run._closers.append(lambda: server.stop(None).wait(2))

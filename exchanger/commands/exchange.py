@@ -2,7 +2,9 @@
 
 The subject token comes from a file, an environment variable, or (in a GitHub Actions job with
 `permissions: id-token: write`) a fresh ID token fetched from the Actions runtime. The result is
-printed as JSON or as an ExecCredential, or written to a kubeconfig (0600, atomically).
+printed as JSON or as an ExecCredential, or written to a kubeconfig (0600, atomically): one that
+holds the credential, or (`--exec-kubeconfig`) one that holds no secret and whose exec plugin
+repeats this exchange whenever kubectl needs a credential (CI jobs: nothing usable is left).
 
 Rules of this command:
 - it is an edge: `run` reads `os.environ` once and passes it down; nothing below reads it;
@@ -20,6 +22,7 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import ssl
 import sys
 import time
@@ -88,6 +91,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     output.add_argument("--kubeconfig", type=Path, metavar="PATH",
                         help="write a kubeconfig holding the credential (0600) instead of "
                         "printing it")
+    output.add_argument("--exec-kubeconfig", type=Path, metavar="PATH",
+                        help="check the grant with one exchange, then write a kubeconfig "
+                        "that holds no secret: its user runs this same exchange (an exec "
+                        "plugin) whenever kubectl needs a credential")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -284,7 +291,44 @@ def credential_json(credential: Credential) -> dict[str, Any]:
     }
 
 
+def plugin_command(args: argparse.Namespace) -> list[str]:
+    """This exchange as an exec plugin's command: same exchanger, role, lifetime, audiences
+    and subject-token source, printing an ExecCredential. Paths are made absolute."""
+    command = [shutil.which("kubegate") or "kubegate", "exchange", "--server", args.server]
+    if args.plaintext:
+        command.append("--plaintext")
+    if args.ca_file is not None:
+        command += ["--ca-file", str(args.ca_file.resolve())]
+    for flag, value in (("--role", args.role), ("--lifetime", args.lifetime)):
+        if value:
+            command += [flag, value]
+    for audience in args.audience:
+        command += ["--audience", audience]
+    if args.token_file is not None:
+        command += ["--token-file", str(args.token_file.resolve())]
+    elif args.token_env is not None:
+        command += ["--token-env", args.token_env]
+    else:
+        command += ["--github-actions", "--github-audience", args.github_audience]
+    return [*command, "--output", "exec-credential"]
+
+
+def _write_exec_kubeconfig(args: argparse.Namespace, credential: Credential) -> int:
+    document = kubeconfig.exec_kubeconfig(
+        credential, plugin_command(args),
+        install_hint="kubegate is not on PATH: pip install kubegate")
+    try:
+        kubeconfig.write_kubeconfig(args.exec_kubeconfig, document)
+    except OSError as error:
+        return _fail(f"cannot write {args.exec_kubeconfig}: {error.strerror}", EXIT_USAGE)
+    print(f"wrote {args.exec_kubeconfig} (exec plugin: kubectl exchanges on demand; context "
+          f"{credential.cluster.name}, namespace {credential.cluster.namespace or '-'})")
+    return EXIT_OK
+
+
 def _emit(args: argparse.Namespace, credential: Credential) -> int:
+    if args.exec_kubeconfig is not None:
+        return _write_exec_kubeconfig(args, credential)
     if args.kubeconfig is not None:
         try:
             kubeconfig.write_kubeconfig(args.kubeconfig,

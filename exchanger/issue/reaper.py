@@ -39,14 +39,25 @@ def reap_reason(secret: SessionSecret, api: KubeApi, now: float) -> str | None:
 
 
 def reap(api: KubeApi, namespaces: Iterable[str], now: float) -> list[tuple[str, str]]:
-    """Delete the session Secrets that should go; return (secret, reason) for each."""
+    """Delete the session Secrets that should go; return (secret, reason) for each. A
+    namespace that fails (e.g. kubegate has no Role there yet) is logged and skipped, so it
+    never holds back revocation in the others."""
     reaped = []
-    for namespace in namespaces:
-        for secret in api.list_session_secrets(namespace):
-            reason = reap_reason(secret, api, now)
-            if reason:
-                api.delete_secret(secret.namespace, secret.name)
-                reaped.append((f"{secret.namespace}/{secret.name}", reason))
+    for namespace in sorted(namespaces):
+        try:
+            reaped += _reap_namespace(api, namespace, now)
+        except KubegateError as error:
+            log.warning("session reaper: %s: %s", namespace, error.detail or error.reason)
+    return reaped
+
+
+def _reap_namespace(api: KubeApi, namespace: str, now: float) -> list[tuple[str, str]]:
+    reaped = []
+    for secret in api.list_session_secrets(namespace):
+        reason = reap_reason(secret, api, now)
+        if reason:
+            api.delete_secret(secret.namespace, secret.name)
+            reaped.append((f"{secret.namespace}/{secret.name}", reason))
     return reaped
 
 

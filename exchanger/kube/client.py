@@ -29,7 +29,7 @@ from exchanger.kube.port import (
     SessionSecret,
 )
 
-TIMEOUT = (3.0, 10.0)  # connect, read
+TIMEOUT = (3.0, 10.0)  # connect, read (the read timeout is the cluster's requestTimeout)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,25 +68,33 @@ def _translated(operation: str) -> Iterator[None]:
         raise _translate(operation, error) from error
 
 
+def api_client(*, server: str, ca_file: Path, credentials: ClusterCredentials) -> k8s.ApiClient:
+    """The official client's ApiClient for one cluster, authenticating as kubegate."""
+    config = k8s.Configuration()
+    config.host = server
+    config.ssl_ca_cert = str(ca_file)
+    if credentials.kubeconfig is not None:
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(credentials.kubeconfig), context=credentials.context,
+            client_configuration=config, persist_config=False)
+    if credentials.client_cert_file and credentials.client_key_file:
+        config.cert_file = str(credentials.client_cert_file)
+        config.key_file = str(credentials.client_key_file)
+    if credentials.token_file:
+        config.refresh_api_key_hook = _token_file_hook(  # type: ignore[assignment]
+            credentials.token_file)
+        # the client sends a bearer token (and runs the hook) only when this key exists
+        config.api_key = {"authorization": ""}
+    return k8s.ApiClient(config)
+
+
 class KubernetesClient:
     """KubeApi for one cluster."""
 
     def __init__(self, *, server: str, ca_file: Path, credentials: ClusterCredentials,
-                 api_audiences: Sequence[str] = ()) -> None:
-        config = k8s.Configuration()
-        config.host = server
-        config.ssl_ca_cert = str(ca_file)
-        if credentials.kubeconfig is not None:
-            kubernetes.config.load_kube_config(
-                config_file=str(credentials.kubeconfig), context=credentials.context,
-                client_configuration=config, persist_config=False)
-        if credentials.client_cert_file and credentials.client_key_file:
-            config.cert_file = str(credentials.client_cert_file)
-            config.key_file = str(credentials.client_key_file)
-        if credentials.token_file:
-            config.refresh_api_key_hook = _token_file_hook(  # type: ignore[assignment]
-                credentials.token_file)
-        self._api = k8s.ApiClient(config)
+                 api_audiences: Sequence[str] = (), read_timeout: float = TIMEOUT[1]) -> None:
+        self._timeout = (TIMEOUT[0], read_timeout)
+        self._api = api_client(server=server, ca_file=ca_file, credentials=credentials)
         self._core = k8s.CoreV1Api(self._api)
         self._auth = k8s.AuthenticationV1Api(self._api)
 
@@ -104,14 +112,14 @@ class KubernetesClient:
         )
         with _translated(f"create secret {namespace}/{name}"):
             created: Any = self._core.create_namespaced_secret(namespace, body,
-                                                          _request_timeout=TIMEOUT)
+                                                          _request_timeout=self._timeout)
         return ObjectRef(kind="Secret", name=name, uid=created.metadata.uid,
                          namespace=namespace)
 
     def delete_secret(self, namespace: str, name: str) -> None:
         try:
             with _translated(f"delete secret {namespace}/{name}"):
-                self._core.delete_namespaced_secret(name, namespace, _request_timeout=TIMEOUT)
+                self._core.delete_namespaced_secret(name, namespace, _request_timeout=self._timeout)
         except PreconditionError as error:
             if error.reason != "OBJECT_NOT_FOUND":
                 raise
@@ -128,7 +136,7 @@ class KubernetesClient:
         with _translated(f"TokenRequest for {namespace}/{service_account}"):
             answer: Any = self._core.create_namespaced_service_account_token(
                 service_account, namespace, k8s.AuthenticationV1TokenRequest(spec=spec),
-                _request_timeout=TIMEOUT,
+                _request_timeout=self._timeout,
             )
         expiry: datetime.datetime = answer.status.expiration_timestamp
         return GrantedToken(token=answer.status.token, expires_at=int(expiry.timestamp()))
@@ -136,7 +144,8 @@ class KubernetesClient:
     def get_pod(self, namespace: str, name: str) -> PodInfo | None:
         try:
             with _translated(f"get pod {namespace}/{name}"):
-                pod: Any = self._core.read_namespaced_pod(name, namespace, _request_timeout=TIMEOUT)
+                pod: Any = self._core.read_namespaced_pod(
+                    name, namespace, _request_timeout=self._timeout)
         except PreconditionError as error:
             if error.reason == "OBJECT_NOT_FOUND":
                 return None
@@ -146,7 +155,7 @@ class KubernetesClient:
     def list_session_secrets(self, namespace: str) -> list[SessionSecret]:
         with _translated(f"list session secrets in {namespace}"):
             listed: Any = self._core.list_namespaced_secret(
-                namespace, label_selector=SESSION_LABEL, _request_timeout=TIMEOUT)
+                namespace, label_selector=SESSION_LABEL, _request_timeout=self._timeout)
         return [
             SessionSecret(namespace=namespace, name=item.metadata.name,
                           annotations=dict(item.metadata.annotations or {}))
@@ -157,7 +166,7 @@ class KubernetesClient:
         review = k8s.V1TokenReview(spec=k8s.V1TokenReviewSpec(
             token=token, audiences=list(audiences) or None))
         with _translated("TokenReview"):
-            answer: Any = self._auth.create_token_review(review, _request_timeout=TIMEOUT)
+            answer: Any = self._auth.create_token_review(review, _request_timeout=self._timeout)
         return bool(answer.status.authenticated)
 
 

@@ -4,8 +4,11 @@
 - `model`: Grant, TrustMapping, and MappingSet with `match(identity, role)` (deny by default);
 - `index`: the by-value index that keeps matching independent of the number of mappings;
 - `validate`, `load`: YAML documents and folders into mappings, every problem reported at once;
-- `schema`: the document as a structural OpenAPI v3 schema (for the TrustMapping CRD);
+- `schema`: the document as a structural OpenAPI v3 schema; `crd`: the TrustMapping CRD made
+  from it (`scripts/gen-crd`);
 - `store`: the current set, reloads that keep the last good set, and a folder watcher;
+- `cluster`: TrustMapping resources as a source, judged like files, with their status;
+- `lint`, `explain`: warnings about risky trust, and the dry run of a match (the CLI's);
 - `bench`: the few-versus-many matching benchmark.
 """
 

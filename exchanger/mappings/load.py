@@ -71,6 +71,18 @@ def _documents(text: str, source: str, problems: list[str]) -> list[tuple[int, A
     return found
 
 
+def read_documents(text: str, source: str) -> tuple[list[tuple[int, Any]], list[str]]:
+    """The non-empty YAML documents of `text` with their numbers (from 1), and the YAML
+    problem that ended the file early, if any (for tools that judge documents one by one)."""
+    problems: list[str] = []
+    return _documents(text, source, problems), problems
+
+
+def duplicate_names(mappings: Iterable[TrustMapping]) -> list[str]:
+    """A problem for each mapping whose name an earlier one already uses."""
+    return _duplicates(mappings)
+
+
 def _collect(text: str, source: str, issuers: frozenset[str] | None,
              clusters: frozenset[str] | None,
              problems: list[str]) -> list[TrustMapping]:

@@ -58,7 +58,10 @@ StartExchanger = Callable[..., TestExchanger]
 
 @pytest.fixture
 def start_test_exchanger(tmp_path: Path) -> Iterator[StartExchanger]:
-    """A factory: start_test_exchanger(issuers=[...], clusters=[...], mappings=YAML, ...)."""
+    """A factory: start_test_exchanger(issuers=[...], clusters=[...], mappings=YAML, ...).
+
+    `listen` (one of the extra fields) defaults to a free port; give a fixed one to restart an
+    exchanger on the same address (`start_exchanger(test_exchanger.config)`)."""
     started: list[RunningExchanger] = []
 
     def start(*, issuers: list[dict[str, Any]], clusters: list[dict[str, Any]],

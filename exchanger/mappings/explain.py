@@ -1,0 +1,140 @@
+"""A dry run of matching (`kubegate mappings explain`): for each candidate mapping, every
+condition with pass or fail and the claim value it saw, and the decision the exchanger would
+make. Pure: claims and mappings in, lines of text out; nothing is issued or contacted.
+
+Rules of this module:
+- the decision is `MappingSet.match` itself, so explain can never disagree with the
+  exchanger about which mapping wins, or why none does;
+- candidates are every mapping of the issuer (or only the named role), not just the ones
+  the index would pick, so a near miss is visible;
+- claim values are shown (this runs on the operator's machine, with a token they hold),
+  shortened to one line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from exchanger.errors import KubegateError
+from exchanger.identity import Identity
+from exchanger.mappings.conditions import MISSING, ConditionResult, describe
+from exchanger.mappings.model import Grant, MappingSet, TrustMapping
+
+VALUE_LIMIT: Final = 80
+
+
+@dataclass(frozen=True, kw_only=True)
+class MappingReport:
+    """One candidate: each condition's result, whether it matches as a whole, and why not
+    when every condition passed but a rule of the matcher refused it."""
+
+    mapping: TrustMapping
+    results: tuple[ConditionResult, ...]
+    matched: bool
+    refusal: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Explanation:
+    issuer: str
+    role: str | None
+    candidates: tuple[MappingReport, ...]
+    granted: TrustMapping | None
+    denial: str | None  # "REASON: detail" when nothing would be granted
+
+
+def identity_for(issuer: str, claims: Mapping[str, Any]) -> Identity:
+    """An Identity from unverified claims (times and subject defaulted when absent)."""
+    issued = _integer(claims.get("iat"), 0)
+    expires = _integer(claims.get("exp"), issued + 1)
+    audiences = claims.get("aud", ())
+    return Identity(
+        issuer=issuer, issuer_url=str(claims.get("iss", "")),
+        subject=str(claims.get("sub") or "(no sub)"), token_id=None,
+        audiences=(audiences,) if isinstance(audiences, str) else tuple(audiences or ()),
+        issued_at=issued, expires_at=max(expires, issued + 1), claims=dict(claims))
+
+
+def _integer(value: object, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def explain(mappings: MappingSet, identity: Identity, role: str | None = None) -> Explanation:
+    """Evaluate every candidate and decide as the exchanger would."""
+    if role:
+        named = mappings.get(role)
+        pool = [named] if named is not None else []
+    else:
+        pool = list(mappings.for_issuer(identity.issuer))
+    reports = tuple(_report(mapping, identity) for mapping in pool)
+    try:
+        granted: TrustMapping | None = mappings.match(identity, role or None)
+        denial = None
+    except KubegateError as error:
+        granted, denial = None, f"{error.reason}: {error.detail or error.public_message}"
+    return Explanation(issuer=identity.issuer, role=role or None, candidates=reports,
+                       granted=granted, denial=denial)
+
+
+def _report(mapping: TrustMapping, identity: Identity) -> MappingReport:
+    results = mapping.results(identity.claims)
+    matched = mapping.issuer == identity.issuer and mapping.matches(identity.claims)
+    refusal = None
+    if not matched and all(r.passed for r in results):
+        refusal = (f"for issuer {mapping.issuer!r}, not {identity.issuer!r}"
+                   if mapping.issuer != identity.issuer else mapping.first_failure(
+                       identity.claims))
+    return MappingReport(mapping=mapping, results=results, matched=matched, refusal=refusal)
+
+
+def show_value(value: object) -> str:
+    if value is MISSING:
+        return "(missing)"
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= VALUE_LIMIT else text[: VALUE_LIMIT - 3] + "..."
+
+
+def describe_grant(grant: Grant) -> str:
+    who = (f"service account {grant.service_account}" if grant.service_account
+           else f"user {grant.user}" + (f" groups {', '.join(grant.groups)}" if grant.groups
+                                        else ""))
+    audiences = f", audiences {', '.join(grant.audiences)}" if grant.audiences else ""
+    return (f"cluster {grant.cluster}, namespace {grant.namespace}, {who}{audiences}, "
+            f"lifetime up to {_duration(grant.max_lifetime)}")
+
+
+def _duration(seconds: int) -> str:
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "",
+             f"{seconds}s" if seconds else ""]
+    return "".join(parts) or "0s"
+
+
+def render(explanation: Explanation) -> list[str]:
+    """The explanation as lines of text."""
+    lines: list[str] = []
+    if not explanation.candidates:
+        lines.append(f"no mapping {'named ' + repr(explanation.role) if explanation.role else ''}"
+                     f"{' ' if explanation.role else ''}for issuer {explanation.issuer!r}")
+    for report in explanation.candidates:
+        mapping = report.mapping
+        verdict = "MATCH" if report.matched else "no match"
+        lines.append(f"mapping {mapping.name} ({mapping.source or 'no source'}): {verdict}")
+        width = max(len(describe(c)) for c in mapping.conditions)
+        for condition, result in zip(mapping.conditions, report.results, strict=True):
+            mark = "pass" if result.passed else "FAIL"
+            lines.append(f"  {mark}  {describe(condition):<{width}}  saw {show_value(result.seen)}")
+        if report.refusal:
+            lines.append(f"  refused: {report.refusal}")
+        lines.append(f"  grants: {describe_grant(mapping.grant)}")
+    lines.append("")
+    if explanation.granted is not None:
+        lines.append(f"decision: would grant {explanation.granted.name}: "
+                     f"{describe_grant(explanation.granted.grant)} (nothing was issued)")
+    else:
+        lines.append(f"decision: denied: {explanation.denial}")
+    return lines

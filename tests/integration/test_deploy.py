@@ -1,0 +1,336 @@
+"""deploy/ against the real apiserver: the kustomize base applies server-side, the CRD becomes
+Established and its schema refuses what the file schema refuses, and an exchanger holding
+nothing but the `kubegate-exchanger` service account's token and the RBAC of deploy/ (the
+base plus the example Roles for one target and one pipeline namespace) reads TrustMappings,
+writes their status, issues, revokes, and can do nothing more."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from exchanger.client import ExchangeClient
+from exchanger.config import build_config
+from exchanger.server import SERVICE_NAME, RunningExchanger, start_exchanger
+from tests.support.controlplane import ControlPlane
+from tests.support.kube import Cluster, Kubectl
+from tests.support.oidc import GitHubActionsIssuer
+from tests.support.wait import poll
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE = ROOT / "deploy" / "base"
+EXAMPLES = ROOT / "deploy" / "examples"
+EXCHANGER = "system:serviceaccount:kubegate:kubegate-exchanger"
+AUDIENCE = "kubegate"
+POD_READER = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]
+
+
+def admin(plane: ControlPlane) -> Kubectl:
+    return Kubectl(binary=plane.kubectl_path, kubeconfig=plane.admin_kubeconfig_path)
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def apply_documents(kubectl: Kubectl, folder: Path, documents: list[dict[str, Any]],
+                    ) -> subprocess.CompletedProcess[str]:
+    path = folder / f"apply-{uuid.uuid4().hex[:6]}.yaml"
+    path.write_text(yaml.safe_dump_all(documents))
+    return kubectl.run("apply", "--server-side", "-f", str(path))
+
+
+def for_namespace(path: Path, namespace: str, **resource_names: list[str]) -> list[dict[str, Any]]:
+    """An example's documents moved to `namespace` (and a Role's resourceNames replaced)."""
+    documents = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    for document in documents:
+        document["metadata"]["namespace"] = namespace
+        for rule in document.get("rules", []):
+            if "resourceNames" in rule and "names" in resource_names:
+                rule["resourceNames"] = resource_names["names"]
+    return documents
+
+
+@pytest.fixture(scope="module")
+def deployed(control_plane: ControlPlane, cluster: Cluster) -> Kubectl:
+    """deploy/base applied server-side, the CRD Established."""
+    kubectl = admin(control_plane)
+    ok(kubectl.run("apply", "--server-side", "-k", str(BASE)))
+    ok(kubectl.run("wait", "--for=condition=Established", "--timeout=60s",
+                   "crd/trustmappings.kubegate.io"))
+    return kubectl
+
+
+@dataclass
+class Setup:
+    running: RunningExchanger
+    exchanger: Kubectl  # kubectl with the exchanger's own token
+    ci: str
+    web: str
+    folder: Path
+
+    def client(self) -> ExchangeClient:
+        return ExchangeClient(f"127.0.0.1:{self.running.port}", ca_file=self.running.ca_file)
+
+
+def mapping_resource(name: str, ci: str, web: str, issuer: str = "in-cluster") -> dict[str, Any]:
+    return {
+        "apiVersion": "kubegate.io/v1alpha1", "kind": "TrustMapping",
+        "metadata": {"name": name, "namespace": "kubegate"},
+        "spec": {"issuer": issuer, "claims": [
+            {"claim": ["kubernetes.io", "namespace"], "equals": ci},
+            {"claim": ["kubernetes.io", "serviceaccount", "name"], "equals": "pipeline"}],
+            "grant": {"cluster": "in-cluster", "namespace": web, "serviceAccount": "deployer",
+                      "maxLifetime": "15m"}},
+    }
+
+
+@pytest.fixture(scope="module")
+def setup(deployed: Kubectl, cluster: Cluster, control_plane: ControlPlane,
+          github_issuer: GitHubActionsIssuer,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    folder = tmp_path_factory.mktemp("deploy")
+    ci, web = cluster.create_namespace("ci"), cluster.create_namespace("web")
+    cluster.create_service_account(web, "deployer")
+    cluster.create_service_account(web, "admin")  # a service account no mapping names
+    cluster.create_role(web, "pod-reader", POD_READER)
+    cluster.bind_role(web, "pod-reader", service_account=(web, "deployer"))
+    cluster.create_service_account(ci, "pipeline")
+    ok(apply_documents(deployed, folder, for_namespace(
+        EXAMPLES / "target-namespace-rbac.yaml", web, names=["deployer"])))
+    ok(apply_documents(deployed, folder, for_namespace(
+        EXAMPLES / "pipeline-namespace-rbac.yaml", ci)))
+    token = cluster.request_token("kubegate", "kubegate-exchanger", seconds=3600).token
+    token_file = folder / "exchanger-token"
+    token_file.write_text(token)
+    token_file.chmod(0o600)
+    config = build_config({
+        "listen": "127.0.0.1:0", "stateDir": str(folder / "state"),
+        "healthListen": "127.0.0.1:0",
+        "mappingSources": {"files": False,
+                           "cluster": {"name": "in-cluster", "namespace": "kubegate"}},
+        "issuers": [
+            {"name": "in-cluster", "url": control_plane.issuer, "audiences": [AUDIENCE],
+             "algorithms": ["ES256"],
+             "keys": {"kubernetes": {"cluster": "in-cluster", "tokenReview": True}}},
+            {"name": "github", "url": github_issuer.url, "audiences": [AUDIENCE],
+             "caFile": str(github_issuer.ca_path)}],
+        "clusters": [{"name": "in-cluster", "server": control_plane.url,
+                      "caFile": str(control_plane.ca_path),
+                      "credentials": {"tokenFile": str(token_file)}}],
+    }, base=folder, environ={}, source="test")
+    ok(apply_documents(deployed, folder, [mapping_resource("ci-deploys-web", ci, web)]))
+    running = start_exchanger(config)
+    try:
+        yield Setup(running=running, exchanger=Kubectl.with_token(control_plane, token, folder),
+                    ci=ci, web=web, folder=folder)
+    finally:
+        running.stop(grace=0)
+
+
+def accepted(kubectl: Kubectl, name: str) -> dict[str, Any] | None:
+    result = kubectl.run("get", "trustmapping", name, "-n", "kubegate", "-o", "json")
+    if result.returncode != 0:
+        return None
+    conditions = json.loads(result.stdout).get("status", {}).get("conditions", [])
+    return next((c for c in conditions if c["type"] == "Accepted"), None)
+
+
+def wait_accepted(kubectl: Kubectl, name: str, status: str) -> dict[str, Any]:
+    assert poll(lambda: (accepted(kubectl, name) or {}).get("status") == status, 20, 0.2), (
+        f"{name}: Accepted is {accepted(kubectl, name)}, not {status}")
+    condition = accepted(kubectl, name)
+    assert condition is not None
+    return condition
+
+
+# -- the manifests -----------------------------------------------------------------------------
+
+
+def test_the_base_applies_and_makes_a_two_replica_hardened_deployment(deployed: Kubectl) -> None:
+    deployment = json.loads(ok(deployed.run("get", "deployment", "kubegate-exchanger", "-n",
+                                            "kubegate", "-o", "json")))
+    spec = deployment["spec"]
+    assert spec["replicas"] == 2
+    pod = spec["template"]["spec"]
+    assert pod["serviceAccountName"] == "kubegate-exchanger"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["containers"]
+    assert container["args"] == ["serve", "--config", "/etc/kubegate/config.yaml"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert container["readinessProbe"]["grpc"] == {"port": 8081, "service": SERVICE_NAME}
+    assert container["livenessProbe"]["grpc"]["port"] == 8081
+    assert container["resources"]["limits"]["memory"]
+    config_map = next(v["configMap"]["name"] for v in pod["volumes"] if v["name"] == "config")
+    data = json.loads(ok(deployed.run("get", "configmap", config_map, "-n", "kubegate", "-o",
+                                      "json")))["data"]["config.yaml"]
+    assert data == (BASE / "config.yaml").read_text()
+    for kind, name in (("service", "kubegate"), ("poddisruptionbudget", "kubegate-exchanger"),
+                       ("serviceaccount", "kubegate-exchanger")):
+        ok(deployed.run("get", kind, name, "-n", "kubegate"))
+
+
+def test_the_api_server_takes_the_sample_and_refuses_schema_violations(
+        deployed: Kubectl, tmp_path: Path) -> None:
+    ok(deployed.run("apply", "--server-side", "-f", str(EXAMPLES / "trustmapping.yaml")))
+    sample = yaml.safe_load((EXAMPLES / "trustmapping.yaml").read_text())
+    unknown = copy.deepcopy(sample)
+    unknown["metadata"]["name"] = "unknown-field"
+    unknown["spec"]["grant"]["clusterAdmin"] = True
+    result = apply_documents(deployed, tmp_path, [unknown])
+    assert result.returncode != 0
+    assert ".spec.grant.clusterAdmin: field not declared in schema" in result.stderr
+    no_grant = copy.deepcopy(sample)
+    no_grant["metadata"]["name"] = "no-grant"
+    del no_grant["spec"]["grant"]
+    result = apply_documents(deployed, tmp_path, [no_grant])
+    assert result.returncode != 0
+    assert "spec.grant: Required value" in result.stderr
+    two_operators = copy.deepcopy(sample)
+    two_operators["metadata"]["name"] = "two-operators"
+    two_operators["spec"]["claims"][0]["glob"] = "8923*"
+    result = apply_documents(deployed, tmp_path, [two_operators])
+    assert result.returncode != 0
+    assert "must validate one and only one schema (oneOf)" in result.stderr
+
+
+# -- the exchanger with exactly deploy/'s RBAC -------------------------------------------------
+
+
+def test_resources_get_accepted_or_invalid_status_from_the_exchanger(setup: Setup,
+                                                                     deployed: Kubectl) -> None:
+    condition = wait_accepted(deployed, "ci-deploys-web", "True")
+    assert (condition["reason"], condition["message"]) == ("Accepted", "in effect")
+    ok(deployed.run("apply", "--server-side", "-f", str(EXAMPLES / "trustmapping.yaml")))
+    wait_accepted(deployed, "web-deploy", "True")
+    ok(apply_documents(deployed, setup.folder, [
+        mapping_resource("unknown-issuer", setup.ci, setup.web, issuer="gitlab")]))
+    condition = wait_accepted(deployed, "unknown-issuer", "False")
+    assert condition["reason"] == "Invalid"
+    assert condition["message"] == ("spec.issuer: unknown issuer 'gitlab' (configured: "
+                                    "github, in-cluster)")
+    table = ok(deployed.run("get", "trustmappings", "-n", "kubegate"))
+    assert re.search(r"^unknown-issuer\s+gitlab\s+in-cluster\s+\S+\s+deployer\s+False",
+                     table, re.MULTILINE), table
+
+
+def test_it_issues_and_revokes_with_only_its_own_rbac(setup: Setup, cluster: Cluster,
+                                                      control_plane: ControlPlane) -> None:
+    wait_accepted(admin(control_plane), "ci-deploys-web", "True")
+    pod = cluster.create_pipeline_pod(setup.ci, "build-1", "pipeline")
+    subject = cluster.request_token(setup.ci, "pipeline", audiences=[AUDIENCE],
+                                    bound_to=pod).token
+    with setup.client() as client:
+        credential = client.exchange(subject, role="ci-deploys-web")
+    assert credential.cluster.namespace == setup.web
+    kubectl = Kubectl.with_token(control_plane, credential.token, setup.folder)
+    ok(kubectl.run("get", "pods", "-n", setup.web))
+    assert not kubectl.can_i("get", "secrets", setup.web)
+    secret = f"kubegate-session-{credential.session_id}"
+    ok(admin(control_plane).run("get", "secret", secret, "-n", setup.web))
+
+    cluster.core.delete_namespaced_pod("build-1", setup.ci)
+    gone = admin(control_plane)
+    assert poll(lambda: gone.run("get", "secret", secret, "-n", setup.web).returncode != 0,
+                30), "the session reaper did not delete the session Secret"
+
+
+def can_i(kubectl: Kubectl, *args: str) -> bool:
+    result = kubectl.run("auth", "can-i", *args)
+    assert result.stdout.strip() in ("yes", "no"), result.stderr
+    return result.stdout.strip() == "yes"
+
+
+def test_its_service_account_can_do_nothing_more(setup: Setup) -> None:
+    me, ci, web = setup.exchanger, setup.ci, setup.web
+    assert can_i(me, "create", "serviceaccounts/deployer", "--subresource=token", "-n", web)
+    assert can_i(me, "create", "tokenreviews.authentication.k8s.io")
+    assert can_i(me, "watch", "trustmappings.kubegate.io", "-n", "kubegate")
+    assert can_i(me, "patch", "trustmappings.kubegate.io", "--subresource=status",
+                 "-n", "kubegate")
+    assert can_i(me, "get", "pods", "-n", ci)
+    refused = [
+        ("create", "serviceaccounts/admin", "--subresource=token", "-n", web),
+        ("create", "serviceaccounts/default", "--subresource=token", "-n", web),
+        ("create", "serviceaccounts/deployer", "--subresource=token", "-n", ci),
+        ("create", "serviceaccounts/kubegate-exchanger", "--subresource=token", "-n",
+         "kubegate"),
+        ("get", "secrets", "-n", web), ("update", "secrets", "-n", web),
+        ("list", "secrets", "--all-namespaces"), ("get", "secrets", "-n", "kubegate"),
+        ("create", "pods", "-n", web), ("create", "pods", "-n", ci), ("list", "pods", "-n", ci),
+        ("get", "pods", "-n", web), ("update", "trustmappings.kubegate.io", "-n", "kubegate"),
+        ("create", "trustmappings.kubegate.io", "-n", "kubegate"),
+        ("list", "trustmappings.kubegate.io", "--all-namespaces"),
+        ("create", "rolebindings", "-n", web), ("create", "namespaces"),
+        ("impersonate", "serviceaccounts", "-n", web), ("*", "*"),
+    ]
+    assert [args for args in refused if can_i(me, *args)] == []
+
+
+_RULE = re.compile(r"^(\S+)\s+\[(.*?)\]\s+\[(.*?)\]\s+\[(.*?)\]\s*$")
+
+
+def resource_rules(kubectl: Kubectl, namespace: str) -> set[tuple[str, str, str]]:
+    """(resource, resource names, verbs) from `kubectl auth can-i --list`."""
+    listing = ok(kubectl.run("auth", "can-i", "--list", "-n", namespace))
+    return {(m.group(1), m.group(3), m.group(4))
+            for line in listing.splitlines()[1:] if (m := _RULE.match(line))}
+
+
+def test_can_i_list_shows_deploys_rules_and_nothing_else(
+        setup: Setup, cluster: Cluster, control_plane: ControlPlane) -> None:
+    """Beyond what every service account may do (a fresh one's rules), exactly deploy/'s."""
+    fresh = Kubectl.with_token(control_plane, cluster.request_token(setup.web, "admin").token,
+                               setup.folder)
+    tokenreviews = ("tokenreviews.authentication.k8s.io", "", "create")
+    expected = {
+        setup.web: {tokenreviews, ("serviceaccounts/token", "deployer", "create"),
+                    ("secrets", "", "create delete list")},
+        setup.ci: {tokenreviews, ("pods", "", "get")},
+        "kubegate": {tokenreviews, ("trustmappings.kubegate.io", "", "get list watch"),
+                     ("trustmappings.kubegate.io/status", "", "patch")},
+        "default": {tokenreviews},
+    }
+    for namespace, rules in expected.items():
+        baseline = resource_rules(fresh, namespace)
+        assert resource_rules(setup.exchanger, namespace) - baseline == rules, namespace
+
+
+def test_admission_limits_its_secrets_to_session_secrets(setup: Setup, cluster: Cluster,
+                                                         control_plane: ControlPlane) -> None:
+    created = setup.exchanger.run("create", "secret", "generic", "not-a-session", "-n",
+                                  setup.web, "--from-literal=a=b")
+    assert created.returncode != 0
+    assert "may only create and delete its own session Secrets" in created.stderr
+    cluster.create_secret(setup.web, "app-secret")
+    deleted = setup.exchanger.run("delete", "secret", "app-secret", "-n", setup.web)
+    assert deleted.returncode != 0
+    assert "may only create and delete its own session Secrets" in deleted.stderr
+    ok(admin(control_plane).run("get", "secret", "app-secret", "-n", setup.web))
+
+
+def test_the_health_listener_is_plaintext_and_serves_health_only(setup: Setup) -> None:
+    assert setup.running.health_port
+    with grpc.insecure_channel(f"127.0.0.1:{setup.running.health_port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for service in ("", SERVICE_NAME):
+            answer = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        exchange = channel.unary_unary(f"/{SERVICE_NAME}/Exchange")
+        with pytest.raises(grpc.RpcError) as refused:
+            exchange(b"", timeout=5)
+    assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
