@@ -7,13 +7,17 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+_SCALARS = (str, int, float, bool, type(None))
+
 
 def freeze(value: Any) -> Any:
-    """A read-only deep copy of decoded JSON: dicts become mapping proxies, lists tuples."""
+    """A read-only deep copy of decoded JSON: dicts become mapping proxies, lists tuples.
+    (Scalars are checked inline: most claims are strings, and this runs on every token.)"""
     if isinstance(value, Mapping):
-        return MappingProxyType({k: freeze(v) for k, v in value.items()})
+        return MappingProxyType({k: v if isinstance(v, _SCALARS) else freeze(v)
+                                 for k, v in value.items()})
     if isinstance(value, list | tuple):
-        return tuple(freeze(v) for v in value)
+        return tuple(v if isinstance(v, _SCALARS) else freeze(v) for v in value)
     return value
 
 
