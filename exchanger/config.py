@@ -51,7 +51,6 @@ File format (YAML; every field optional unless marked):
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -61,6 +60,7 @@ from typing import Any
 
 import yaml
 
+from exchanger.addresses import is_local_address
 from exchanger.errors import ConfigError
 from exchanger.ratelimit import RateLimit
 from exchanger.verify.issuers import (
@@ -151,18 +151,6 @@ def default_state_dir(environ: Mapping[str, str]) -> Path:
     if environ.get("XDG_STATE_HOME"):
         return Path(environ["XDG_STATE_HOME"]) / "kubegate"
     return Path(environ.get("HOME") or Path.home()) / ".local/state/kubegate"
-
-
-def is_local_address(listen: str) -> bool:
-    if listen.startswith("unix:"):
-        return True
-    host = listen.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_duration(value: object) -> int:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import grp
-import ipaddress
 import pwd
 import re
 import shlex
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from exchanger.addresses import is_local_address
 from sidecar.plugin import DEFAULT_SOCKET_PATH
 from sidecar.refresh import RefreshPolicy
 
@@ -196,18 +196,6 @@ def _exchanger(values: _Values) -> tuple[str, Path | None, bool]:
     if ca_file is not None and not ca_file.is_file():
         values.problems.append(f"{_where('ca-file')}: {ca_file}: no such file")
     return target, ca_file, plaintext
-
-
-def is_local_address(listen: str) -> bool:
-    """A loopback host:port (the exchanger's own rule; not imported, to keep the sidecar
-    small: that module brings the whole verifier)."""
-    host = listen.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _host_port(text: str) -> bool:

@@ -36,8 +36,9 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from exchanger import kubeconfig
+from exchanger.addresses import is_local_address
 from exchanger.client import Credential, ExchangeClient, ExchangeError
-from exchanger.config import is_local_address, parse_duration
+from exchanger.config import parse_duration
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_GITHUB_AUDIENCE = "kubegate"
