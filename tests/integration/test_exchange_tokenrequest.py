@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import grpc
 import jwt
@@ -15,6 +16,7 @@ from tests.support.controlplane import ControlPlane, audit_events
 from tests.support.fixtures_exchanger import StartExchanger, TestExchanger, cluster_entry
 from tests.support.kube import Cluster, Kubectl
 from tests.support.oidc import GitHubActionsIssuer
+from tests.support.sidecar import setup_pipeline
 from tests.support.wait import poll
 
 POD_READER = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
@@ -33,30 +35,11 @@ def setup_deployer(cluster: Cluster, namespace: str) -> None:
 
 @pytest.fixture
 def pipeline(cluster: Cluster, control_plane: ControlPlane,
-             start_test_exchanger: StartExchanger) -> tuple[TestExchanger, str, str]:
+             start_test_exchanger: StartExchanger,
+             tmp_path: Path) -> tuple[TestExchanger, str, str]:
     """An exchanger trusting the cluster's own service-account tokens; namespaces ci, web."""
-    ci, web = cluster.create_namespace("ci"), cluster.create_namespace("web")
-    setup_deployer(cluster, web)
-    cluster.create_service_account(ci, "pipeline")
-    mappings = f"""
-apiVersion: kubegate.io/v1alpha1
-kind: TrustMapping
-metadata: {{name: ci-deploys-web}}
-spec:
-  issuer: cluster
-  claims:
-  - claim: [kubernetes.io, namespace]
-    equals: {ci}
-  - claim: [kubernetes.io, serviceaccount, name]
-    equals: pipeline
-  grant: {{cluster: test, namespace: {web}, serviceAccount: deployer, maxLifetime: 15m}}
-"""
-    exchanger = start_test_exchanger(
-        issuers=[{"name": "cluster", "url": control_plane.issuer, "audiences": [AUDIENCE],
-                  "algorithms": ["ES256"],
-                  "keys": {"kubernetes": {"cluster": "test", "tokenReview": True}}}],
-        clusters=[cluster_entry(control_plane)], mappings=mappings)
-    return exchanger, ci, web
+    setup = setup_pipeline(cluster, control_plane, start_test_exchanger, tmp_path)
+    return setup.exchanger, setup.ci, setup.web
 
 
 def test_pipeline_pod_token_becomes_a_deployer_token_with_exactly_its_permissions(
@@ -64,7 +47,7 @@ def test_pipeline_pod_token_becomes_a_deployer_token_with_exactly_its_permission
     kubectl_with_token: Callable[[str], Kubectl],
 ) -> None:
     exchanger, ci, web = pipeline
-    pod = cluster.create_pipeline_pod(ci, "build-1", "pipeline")
+    pod = cluster.create_pipeline_pod(ci, "build-a", "pipeline")
     subject = cluster.request_token(ci, "pipeline", audiences=[AUDIENCE], bound_to=pod).token
     with exchanger.client() as client:
         credential = client.exchange(subject)
