@@ -16,14 +16,10 @@ import base64
 import hashlib
 import json
 import socket
-import socketserver
-import ssl
-import threading
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -31,6 +27,7 @@ from typing import Any, Self
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from exchanger.documents import DocumentServer
 from exchanger.localtls import LocalCA
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
@@ -57,40 +54,6 @@ def public_jwk(key: rsa.RSAPrivateKey) -> dict[str, str]:
     return members | {"kid": kid, "alg": "RS256", "use": "sig"}
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, documents: Mapping[str, bytes], context: ssl.SSLContext) -> None:
-        self.documents = documents
-        super().__init__(("127.0.0.1", 0), _Handler)
-        # The handshake runs on the first read, in the request's thread, not in accept().
-        self.socket = context.wrap_socket(self.socket, server_side=True,
-                                          do_handshake_on_connect=False)
-
-    def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)  # skip HTTPServer's reverse DNS lookup
-        self.server_name, self.server_port = "127.0.0.1", int(self.server_address[1])
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    timeout = 5  # a silent client cannot hold a thread for long
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        body = self.server.documents.get(self.path.split("?", 1)[0])
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
-
-
 class DemoIssuer:
     """A GitHub-Actions-shaped OIDC issuer on 127.0.0.1. Use as a context manager."""
 
@@ -98,8 +61,7 @@ class DemoIssuer:
         self._folder = folder
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._jwk = public_jwk(self._key)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: DocumentServer | None = None
         self.ca_file = folder / "demo-issuer-ca.crt"
 
     def start(self) -> Self:
@@ -108,23 +70,16 @@ class DemoIssuer:
         cert_file, key_file = ca.issue_server(("127.0.0.1", "localhost")).write(
             self._folder, "demo-issuer")
         ca.write(self.ca_file)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(cert_file, key_file)
-        self._server = _Server({}, context)
-        self._server.documents = self._documents()
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        kwargs={"poll_interval": 0.05}, name="demo-issuer")
-        self._thread.start()
+        self._server = DocumentServer(host="127.0.0.1", port=0, cert_file=cert_file,
+                                      key_file=key_file, name="demo-issuer")
+        self._server.publish(self._documents())
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        if self._server is None or self._thread is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
-        self._server = self._thread = None
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
 
     def __enter__(self) -> Self:
         return self.start()
@@ -137,7 +92,7 @@ class DemoIssuer:
     def url(self) -> str:
         if self._server is None:
             raise RuntimeError("the demo issuer is not started")
-        return f"https://127.0.0.1:{self._server.server_port}"
+        return f"https://127.0.0.1:{self._server.port}"
 
     def _documents(self) -> dict[str, bytes]:
         discovery = {
