@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.controlplane import HOW_TO_GET_BINARIES, find_binaries
-from tests.support.fixtures_kube import under_ci
+from tests.support.fixtures_kube import require_binaries
 
 REPO = Path(__file__).resolve().parents[2]
 # benchmark -> how many rows it reports at least (1: throughput and CPU at 3 concurrencies,
@@ -27,12 +26,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture
 def control_plane_bin() -> Path:
-    found = find_binaries()
-    if found is None:
-        if under_ci():
-            pytest.fail(f"CI=true and {HOW_TO_GET_BINARIES}", pytrace=False)
-        pytest.skip(HOW_TO_GET_BINARIES)
-    return found
+    return require_binaries()
 
 
 def test_bench_run_smoke_writes_results_and_plot_for_every_benchmark(

@@ -230,11 +230,9 @@ def kubectl(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[s
 
 @pytest.fixture
 def github_job(github_issuer: GitHubActionsIssuer) -> Iterator[GitHubJob]:
-    previous = github_issuer.job
     job = GitHubJob(repository="octo-org/web", repository_id=REPOSITORY_ID)
-    github_issuer.set_job(job)
-    yield job
-    github_issuer.set_job(previous)
+    with github_issuer.running_job(job):
+        yield job
 
 
 def test_the_github_action_makes_kubectl_work_in_later_steps_and_leaves_nothing_usable(
@@ -291,18 +289,15 @@ def test_the_github_action_without_id_token_permission_fails_with_a_clear_error(
 def test_the_github_action_fails_the_job_when_the_mapping_denies(
         target: Target, github_issuer: GitHubActionsIssuer, control_plane: ControlPlane,
         tmp_path: Path) -> None:
-    previous = github_issuer.job
-    github_issuer.set_job(GitHubJob(repository="octo-org/web", repository_id=REPOSITORY_ID,
-                                    event_name="pull_request_target"))
-    try:
+    job = GitHubJob(repository="octo-org/web", repository_id=REPOSITORY_ID,
+                    event_name="pull_request_target")
+    with github_issuer.running_job(job):
         runner_temp = tmp_path / "runner-temp"
         runner_temp.mkdir()
         job_env = base_environment(control_plane, tmp_path, github_issuer.ca_path) | \
             github_issuer.id_token_environment()
         run = run_action(EXAMPLES / "github", {"server": target.exchanger.target,
                                                "ca": target.ca_pem}, job_env, runner_temp)
-    finally:
-        github_issuer.set_job(previous)
     failed = run.failed()
     assert failed is not None
     assert "denied: PERMISSION_DENIED NO_MATCHING_MAPPING" in failed.output

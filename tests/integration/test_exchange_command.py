@@ -60,11 +60,9 @@ def exchanger(start_test_exchanger: StartExchanger,
 @pytest.fixture
 def web_job(github_issuer: GitHubActionsIssuer) -> Iterator[GitHubJob]:
     """The shared issuer's ID-token endpoint hands out tokens for octo-org/web, then goes back."""
-    previous = github_issuer.job
     job = GitHubJob(repository="octo-org/web", repository_id=REPOSITORY_ID)
-    github_issuer.set_job(job)
-    yield job
-    github_issuer.set_job(previous)
+    with github_issuer.running_job(job):
+        yield job
 
 
 def allowed_token(issuer: GitHubActionsIssuer) -> str:

@@ -16,18 +16,23 @@ def under_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def require_binaries() -> Path:
+    """The control-plane binaries' folder; without them a test skips here and fails under CI."""
+    bin_dir = find_binaries()
+    if bin_dir is None:
+        if under_ci():
+            pytest.fail(f"CI=true and {HOW_TO_GET_BINARIES}", pytrace=False)
+        pytest.skip(HOW_TO_GET_BINARIES)
+    return bin_dir
+
+
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """etcd and kube-apiserver on loopback; stopped at the end of the session, whatever happens.
 
     Without binaries the dependent tests skip on a laptop, and fail under CI.
     """
-    bin_dir = find_binaries()
-    if bin_dir is None:
-        if under_ci():
-            pytest.fail(f"CI=true and {HOW_TO_GET_BINARIES}", pytrace=False)
-        pytest.skip(HOW_TO_GET_BINARIES)
-    plane = ControlPlane(bin_dir, tmp_path_factory.mktemp("control-plane"))
+    plane = ControlPlane(require_binaries(), tmp_path_factory.mktemp("control-plane"))
     plane.start()
     try:
         yield plane

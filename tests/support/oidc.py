@@ -31,7 +31,8 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -600,6 +601,16 @@ class GitHubActionsIssuer(OIDCIssuer):
     def set_job(self, job: GitHubJob) -> None:
         """The job whose claims the ID-token endpoint puts in the tokens it hands out next."""
         self._job = job
+
+    @contextmanager
+    def running_job(self, job: GitHubJob) -> Iterator[GitHubJob]:
+        """set_job(job) for the duration of a with-block, then the previous job again (the
+        session issuer is shared by every test)."""
+        previous, self._job = self._job, job
+        try:
+            yield job
+        finally:
+            self._job = previous
 
     @property
     def id_token_request_url(self) -> str:
