@@ -1,4 +1,2 @@
 """kubegate's exchanger: verify a subject token, match it to a trust mapping, issue a
 short-lived Kubernetes credential, and record the decision."""
-
-__version__ = "0.1.0"

@@ -52,7 +52,6 @@ File format (YAML; every field optional unless marked):
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,8 +59,6 @@ from typing import Any
 
 import yaml
 
-from exchanger.addresses import is_local_address
-from exchanger.errors import ConfigError
 from exchanger.ratelimit import RateLimit
 from exchanger.verify.issuers import (
     IssuerConfig,
@@ -71,12 +68,12 @@ from exchanger.verify.issuers import (
     OIDCDiscovery,
     StaticKeys,
 )
+from kubegate.addresses import is_local_address
+from kubegate.configread import Fields, Report
+from kubegate.errors import ConfigError
 
 DEFAULT_LISTEN = "127.0.0.1:8443"
 DEFAULT_SELF_ISSUED_LISTEN = "127.0.0.1:8444"
-_DURATION = re.compile(r"^(\d+)(s|m|h)?$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, None: 1}
-_RATE = re.compile(r"^(\d+(?:\.\d+)?)(?:/(s|m|h))?$")
 DEFAULT_REQUEST_TIMEOUT = 10
 
 
@@ -153,79 +150,6 @@ def default_state_dir(environ: Mapping[str, str]) -> Path:
     return Path(environ.get("HOME") or Path.home()) / ".local/state/kubegate"
 
 
-def parse_duration(value: object) -> int:
-    """Seconds from `90`, `90s`, `15m` or `2h`."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 15m")
-    match = _DURATION.match(str(value)) if isinstance(value, int | str) else None
-    if match is None:
-        raise ValueError(f"expected a duration such as 15m, got {value!r}")
-    return int(match.group(1)) * _UNITS[match.group(2)]
-
-
-class _Reader:
-    """Reads typed fields out of a mapping, collecting every problem instead of stopping."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-
-    def section(self, data: object, where: str, known: set[str]) -> dict[str, Any]:
-        if data is None:
-            return {}
-        if not isinstance(data, dict):
-            self.problems.append(f"{where}: expected a mapping")
-            return {}
-        for key in sorted(set(data) - known, key=str):
-            self.problems.append(f"{_join(where, str(key))}: unknown field")
-        return data
-
-    def string(self, data: dict[str, Any], key: str, where: str, default: str | None = None,
-               required: bool = False) -> str:
-        value = data.get(key, default)
-        if value is None:
-            if required:
-                self.problems.append(f"{_join(where, key)}: required")
-            return ""
-        if not isinstance(value, str):
-            self.problems.append(f"{_join(where, key)}: expected a string")
-            return ""
-        return value
-
-    def strings(self, data: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
-        value = data.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self.problems.append(f"{_join(where, key)}: expected a list of strings")
-            return ()
-        return tuple(value)
-
-    def path(self, data: dict[str, Any], key: str, where: str, base: Path,
-             default: Path | None = None, required: bool = False) -> Path | None:
-        text = self.string(data, key, where, required=required)
-        if not text:
-            return default
-        return (base / Path(text).expanduser()).resolve()
-
-    def duration(self, data: dict[str, Any], key: str, where: str, default: int) -> int:
-        if key not in data:
-            return default
-        try:
-            return parse_duration(data[key])
-        except ValueError as error:
-            self.problems.append(f"{_join(where, key)}: {error}")
-            return default
-
-    def flag(self, data: dict[str, Any], key: str, where: str) -> bool:
-        value = data.get(key, False)
-        if not isinstance(value, bool):
-            self.problems.append(f"{_join(where, key)}: expected true or false")
-            return False
-        return value
-
-
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
 def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
     """Read path (None: the embedded default), validate all of it, return frozen config."""
     environ = os.environ if environ is None else environ
@@ -256,55 +180,55 @@ _TOP = {"listen", "tls", "plaintext", "metricsListen", "stateDir", "auditLog", "
 
 
 def build_config(data: object, *, base: Path, environ: Mapping[str, str], source: str) -> Config:
-    problems: list[str] = []
-    read = _Reader(problems)
+    report = Report(source)
+    read = Fields(report)
     top = read.section(data, "", _TOP)
     state_dir = read.path(top, "stateDir", "", base, default_state_dir(environ))
     assert state_dir is not None
-    listen = read.string(top, "listen", "", DEFAULT_LISTEN)
+    listen = read.address(top, "listen", "", DEFAULT_LISTEN)
     tls = _tls(read, top.get("tls"), "tls", base)
     plaintext = read.flag(top, "plaintext", "")
     if tls is None and not plaintext:
         if is_local_address(listen):
             tls = TLSFiles.generated(state_dir / "tls", "server")
         else:
-            problems.append(f"tls: required when listening on {listen}")
+            read.problem("", f"tls: required when listening on {listen}")
     if plaintext and not is_local_address(listen):
-        problems.append(f"plaintext: only allowed on loopback or a Unix socket, not {listen}")
+        read.problem("", f"plaintext: only allowed on loopback or a Unix socket, not {listen}")
     if plaintext and tls is not None:
-        problems.append("plaintext: true and tls are mutually exclusive")
+        read.problem("", "plaintext: true and tls are mutually exclusive")
     clusters = _clusters(read, top.get("clusters", []), base)
     issuers = _issuers(read, top.get("issuers", []), base, {c.name for c in clusters})
     self_issued = _self_issued(read, top.get("selfIssued"), base, state_dir)
     if self_issued is None and any(c.backend == "selfIssued" for c in clusters):
-        problems.append("selfIssued: required when a cluster uses backend selfIssued")
+        read.problem("", "selfIssued: required when a cluster uses backend selfIssued")
     mapping_files, mapping_cluster = _mapping_sources(read, top.get("mappingSources"),
                                                       clusters)
     rate_limit = _rate_limit(read, top.get("rateLimit"))
-    if problems:
-        raise ConfigError([f"{source}: {p}" for p in problems])
+    if report.problems:
+        raise ConfigError(report.problems)
     return Config(
         listen=listen, tls=tls, plaintext=plaintext,
-        metrics_listen=read.string(top, "metricsListen", "", ""),
+        metrics_listen=read.address(top, "metricsListen", "", unix=False),
         state_dir=state_dir,
         audit_log=read.path(top, "auditLog", "", base, state_dir / "audit.log") or state_dir,
         mappings=read.path(top, "mappings", "", base, state_dir / "mappings") or state_dir,
-        reload_interval=float(read.duration(top, "reloadInterval", "", 2)),
+        reload_interval=read.duration(top, "reloadInterval", "", 2.0),
         issuers=issuers, clusters=clusters, self_issued=self_issued, source=source,
         rate_limit=rate_limit,
         mapping_files=mapping_files, mapping_cluster=mapping_cluster,
-        health_listen=read.string(top, "healthListen", "", ""),
+        health_listen=read.address(top, "healthListen", "", unix=False),
     )
 
 
-def _mapping_sources(read: _Reader, data: object, clusters: tuple[ClusterConfig, ...],
+def _mapping_sources(read: Fields, data: object, clusters: tuple[ClusterConfig, ...],
                      ) -> tuple[bool, ClusterMappingsConfig | None]:
     where = "mappingSources"
     section = read.section(data, where, {"files", "cluster"})
     files = read.flag(section, "files", where) if "files" in section else True
     if section.get("cluster") is None:
         if not files:
-            read.problems.append(f"{where}: files: false needs a cluster source")
+            read.problem("", f"{where}: files: false needs a cluster source")
         return files, None
     cwhere = f"{where}.cluster"
     cluster = read.section(section["cluster"], cwhere, {"name", "namespace"})
@@ -312,36 +236,26 @@ def _mapping_sources(read: _Reader, data: object, clusters: tuple[ClusterConfig,
     namespace = read.string(cluster, "namespace", cwhere, "kubegate")
     known = {c.name: c for c in clusters}
     if name and (name not in known or known[name].backend != "tokenRequest"):
-        read.problems.append(f"{cwhere}.name: {name!r} is not a configured tokenRequest "
+        read.problem("", f"{cwhere}.name: {name!r} is not a configured tokenRequest "
                              "cluster (kubegate reads TrustMappings with its credentials)")
     if not namespace:
-        read.problems.append(f"{cwhere}.namespace: must not be empty")
+        read.problem("", f"{cwhere}.namespace: must not be empty")
     return files, ClusterMappingsConfig(cluster=name, namespace=namespace)
 
 
-def parse_rate(value: object) -> float:
-    """Exchanges per second from `10`, `2.5`, `10/s`, `600/m` or `36000/h`."""
-    if isinstance(value, bool):
-        raise ValueError("expected a rate such as 10/s")
-    match = _RATE.match(str(value)) if isinstance(value, int | float | str) else None
-    if match is None:
-        raise ValueError(f"expected a rate such as 10/s or 600/m, got {value!r}")
-    return float(match.group(1)) / _UNITS[match.group(2)]
-
-
-def _rate_limit(read: _Reader, data: object) -> RateLimit:
+def _rate_limit(read: Fields, data: object) -> RateLimit:
     where = "rateLimit.perIdentity"
     section = read.section(data, "rateLimit", {"perIdentity"})
     limits = read.section(section.get("perIdentity"), where, {"rate", "burst"})
+    rate = read.rate(limits, "rate", where, RateLimit().rate)
     try:
-        rate = parse_rate(limits.get("rate", RateLimit().rate))
         return RateLimit(rate=rate, burst=limits.get("burst", RateLimit().burst))
     except ValueError as error:
-        read.problems.append(f"{where}: {error}")
+        read.problem(where, str(error))
         return RateLimit()
 
 
-def _tls(read: _Reader, data: object, where: str, base: Path) -> TLSFiles | None:
+def _tls(read: Fields, data: object, where: str, base: Path) -> TLSFiles | None:
     if data is None:
         return None
     section = read.section(data, where, {"certFile", "keyFile", "clientCAFile"})
@@ -357,10 +271,10 @@ _ISSUER = {"name", "url", "audiences", "algorithms", "keys", "caFile", "maxToken
            "leeway"}
 
 
-def _issuers(read: _Reader, data: object, base: Path,
+def _issuers(read: Fields, data: object, base: Path,
              clusters: set[str]) -> tuple[IssuerConfig, ...]:
     if not isinstance(data, list):
-        read.problems.append("issuers: expected a list")
+        read.problem("", "issuers: expected a list")
         return ()
     issuers: list[IssuerConfig] = []
     for index, item in enumerate(data):
@@ -372,8 +286,8 @@ def _issuers(read: _Reader, data: object, base: Path,
             "url": read.string(section, "url", where, required=True),
             "audiences": read.strings(section, "audiences", where),
             "ca_file": read.path(section, "caFile", where, base),
-            "max_token_lifetime": read.duration(section, "maxTokenLifetime", where, 86400),
-            "leeway": read.duration(section, "leeway", where, 30),
+            "max_token_lifetime": read.seconds(section, "maxTokenLifetime", where, 86400),
+            "leeway": read.seconds(section, "leeway", where, 30),
         }
         if "algorithms" in section:
             fields["algorithms"] = read.strings(section, "algorithms", where)
@@ -382,19 +296,19 @@ def _issuers(read: _Reader, data: object, base: Path,
         try:
             issuers.append(IssuerConfig(key_source=keys, **fields))
         except ValueError as error:
-            read.problems.append(f"{where}: {error}")
+            read.problem("", f"{where}: {error}")
     names = [i.name for i in issuers]
     for name in sorted({n for n in names if names.count(n) > 1}):
-        read.problems.append(f"issuers: name {name!r} is used more than once")
+        read.problem("", f"issuers: name {name!r} is used more than once")
     return tuple(issuers)
 
 
-def _key_source(read: _Reader, data: object, where: str, clusters: set[str]) -> KeySource | None:
+def _key_source(read: Fields, data: object, where: str, clusters: set[str]) -> KeySource | None:
     if data == "discovery":
         return OIDCDiscovery()
     section = read.section(data, where, {"discovery", "jwksUrl", "static", "kubernetes"})
     if len(section) != 1:
-        read.problems.append(
+        read.problem("",
             f"{where}: expected discovery, or exactly one of jwksUrl, static, kubernetes")
         return None
     try:
@@ -407,12 +321,12 @@ def _key_source(read: _Reader, data: object, where: str, clusters: set[str]) -> 
                                    {"cluster", "tokenReview"})
             name = read.string(cluster, "cluster", f"{where}.kubernetes", required=True)
             if name and name not in clusters:
-                read.problems.append(f"{where}.kubernetes.cluster: no cluster named {name!r}")
+                read.problem("", f"{where}.kubernetes.cluster: no cluster named {name!r}")
             return KubernetesCluster(cluster=name or "-",
                                      token_review=read.flag(cluster, "tokenReview", where))
         return OIDCDiscovery()
     except ValueError as error:
-        read.problems.append(f"{where}: {error}")
+        read.problem("", f"{where}: {error}")
         return None
 
 
@@ -420,9 +334,9 @@ _CLUSTER = {"name", "server", "caFile", "backend", "credentials", "audiences",
             "requestTimeout"}
 
 
-def _clusters(read: _Reader, data: object, base: Path) -> tuple[ClusterConfig, ...]:
+def _clusters(read: Fields, data: object, base: Path) -> tuple[ClusterConfig, ...]:
     if not isinstance(data, list):
-        read.problems.append("clusters: expected a list")
+        read.problem("", "clusters: expected a list")
         return ()
     clusters = []
     for index, item in enumerate(data):
@@ -430,7 +344,7 @@ def _clusters(read: _Reader, data: object, base: Path) -> tuple[ClusterConfig, .
         section = read.section(item, where, _CLUSTER)
         backend = read.string(section, "backend", where, "tokenRequest")
         if backend not in ("tokenRequest", "selfIssued"):
-            read.problems.append(f"{where}.backend: expected tokenRequest or selfIssued")
+            read.problem("", f"{where}.backend: expected tokenRequest or selfIssued")
         creds = read.section(section.get("credentials"), f"{where}.credentials",
                              {"tokenFile", "clientCertFile", "clientKeyFile", "kubeconfig",
                               "context"})
@@ -440,7 +354,7 @@ def _clusters(read: _Reader, data: object, base: Path) -> tuple[ClusterConfig, .
         key = read.path(creds, "clientKeyFile", cwhere, base)
         kubeconfig = read.path(creds, "kubeconfig", cwhere, base)
         if backend == "tokenRequest" and not (token_file or (cert and key) or kubeconfig):
-            read.problems.append(f"{cwhere}: a tokenRequest cluster needs tokenFile, "
+            read.problem("", f"{cwhere}: a tokenRequest cluster needs tokenFile, "
                                  "clientCertFile and clientKeyFile, or kubeconfig")
         clusters.append(ClusterConfig(
             name=read.string(section, "name", where, required=True),
@@ -455,31 +369,31 @@ def _clusters(read: _Reader, data: object, base: Path) -> tuple[ClusterConfig, .
         ))
     names = [c.name for c in clusters]
     for name in sorted({n for n in names if names.count(n) > 1}):
-        read.problems.append(f"clusters: name {name!r} is used more than once")
+        read.problem("", f"clusters: name {name!r} is used more than once")
     return tuple(clusters)
 
 
-def _request_timeout(read: _Reader, section: dict[str, Any], where: str) -> float:
+def _request_timeout(read: Fields, section: dict[str, Any], where: str) -> float:
     seconds = read.duration(section, "requestTimeout", where, DEFAULT_REQUEST_TIMEOUT)
-    if seconds <= 0:
-        read.problems.append(f"{where}.requestTimeout: must be at least 1s")
+    if seconds < 1:
+        read.problem("", f"{where}.requestTimeout: must be at least 1s")
         return DEFAULT_REQUEST_TIMEOUT
     return float(seconds)
 
 
-def _self_issued(read: _Reader, data: object, base: Path,
+def _self_issued(read: Fields, data: object, base: Path,
                  state_dir: Path) -> SelfIssuedConfig | None:
     if data is None:
         return None
     where = "selfIssued"
     section = read.section(data, where, {"issuerUrl", "listen", "tls", "audience"})
-    listen = read.string(section, "listen", where, DEFAULT_SELF_ISSUED_LISTEN)
+    listen = read.address(section, "listen", where, DEFAULT_SELF_ISSUED_LISTEN, unix=False)
     if listen.endswith(":0") and "issuerUrl" not in section:
-        read.problems.append(f"{where}.listen: port 0 needs an explicit issuerUrl (the URL a "
+        read.problem("", f"{where}.listen: port 0 needs an explicit issuerUrl (the URL a "
                              "cluster trusts must not change between starts)")
     issuer_url = read.string(section, "issuerUrl", where, f"https://{listen}")
     if not issuer_url.startswith("https://") or issuer_url.endswith("/"):
-        read.problems.append(f"{where}.issuerUrl: must be an https URL without a trailing slash")
+        read.problem("", f"{where}.issuerUrl: must be an https URL without a trailing slash")
     return SelfIssuedConfig(
         issuer_url=issuer_url, listen=listen,
         tls=_tls(read, section.get("tls"), f"{where}.tls", base)

@@ -18,11 +18,11 @@ from typing import Protocol
 
 from exchanger.audit.log import AuditSink
 from exchanger.audit.record import Caller, GrantRecord, allow_record, deny_record
-from exchanger.errors import InvalidRequestError, KubegateError, PermissionDeniedError
+from exchanger.backends.base import MIN_LIFETIME, CredentialBackend, IssuedCredential, IssueRequest
 from exchanger.identity import Identity
-from exchanger.issue.base import MIN_LIFETIME, CredentialIssuer, IssuedCredential, IssueRequest
 from exchanger.mappings.model import Grant, TrustMapping
 from exchanger.verify.compact import parse_compact
+from kubegate.errors import InvalidRequestError, KubegateError, PermissionDeniedError
 
 log = logging.getLogger(__name__)
 
@@ -123,12 +123,12 @@ def grant_record(grant: Grant, lifetime: int, audiences: tuple[str, ...]) -> Gra
 class Exchanger:
     def __init__(
         self, *, verifier: TokenVerifier, mappings: MappingMatcher,
-        issuers: Mapping[str, CredentialIssuer], audit: AuditSink, clock: Clock,
+        backends: Mapping[str, CredentialBackend], audit: AuditSink, clock: Clock,
         observer: ExchangeObserver | None = None,
         new_session_id: Callable[[], str] = lambda: str(uuid.uuid4()),
         limiter: IdentityLimiter | None = None,
     ) -> None:
-        self._verifier, self._mappings, self._issuers = verifier, mappings, issuers
+        self._verifier, self._mappings, self._backends = verifier, mappings, backends
         self._audit, self._clock, self._observer = audit, clock, observer
         self._new_session_id = new_session_id
         self._limiter = limiter
@@ -156,22 +156,22 @@ class Exchanger:
         lifetime = granted_lifetime(request.requested_lifetime, grant)
         audiences = granted_audiences(request.audiences, grant)
         state.grant = grant_record(grant, lifetime, audiences)
-        issuer = self._issuers.get(grant.cluster)
-        if issuer is None:
+        backend = self._backends.get(grant.cluster)
+        if backend is None:
             raise PermissionDeniedError(
                 "UNKNOWN_CLUSTER", f"mapping {mapping.name} names cluster {grant.cluster!r}, "
                 "which is not configured")
-        credential = issuer.issue(IssueRequest(
+        credential = backend.issue(IssueRequest(
             identity=identity, mapping=mapping.name, grant=grant, lifetime=lifetime,
             audiences=audiences, session_id=self._new_session_id(),
         ))
         state.grant = grant_record(grant, credential.expires_at - int(self._clock()), audiences)
-        self._allow(request, identity, mapping, state.grant, credential, issuer)
+        self._allow(request, identity, mapping, state.grant, credential, backend)
         return credential, mapping
 
     def _allow(self, request: ExchangeInput, identity: Identity, mapping: TrustMapping,
                grant: GrantRecord, credential: IssuedCredential,
-               issuer: CredentialIssuer) -> None:
+               backend: CredentialBackend) -> None:
         record = allow_record(
             now=self._now(), caller=_caller(identity), issuer=identity.issuer,
             mapping=mapping.name, grant=grant, token_id=credential.token_id,
@@ -183,7 +183,7 @@ class Exchanger:
             self._audit.append(record)
         except KubegateError:
             try:
-                issuer.revoke(credential)
+                backend.revoke(credential)
             except KubegateError as error:
                 log.error("could not revoke unrecorded session %s: %s",
                           credential.session_id, error.reason)

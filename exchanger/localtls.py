@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from exchanger.files import write_secret_file
+from kubegate.files import write_secret_file
 
 _VALIDITY = datetime.timedelta(days=2)
 

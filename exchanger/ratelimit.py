@@ -24,8 +24,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from exchanger.errors import RateLimitedError
 from exchanger.identity import Identity
+from kubegate.errors import RateLimitedError
 
 RATE_LIMITED = "RATE_LIMITED"
 DEFAULT_RATE_PER_SECOND = 10.0

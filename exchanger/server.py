@@ -23,17 +23,17 @@ from prometheus_client import start_http_server
 
 from exchanger.audit.log import AuditLog
 from exchanger.audit.record import AuditRecord
-from exchanger.config import ClusterConfig, Config, TLSFiles
-from exchanger.exchange import Exchanger
-from exchanger.issue.base import ClusterAccess, CredentialIssuer
-from exchanger.issue.discovery import DiscoveryServer
-from exchanger.issue.reaper import SessionReaper
-from exchanger.issue.selfissued import (
-    SelfIssuedCredentials,
-    SelfIssuer,
+from exchanger.backends.base import ClusterAccess, CredentialBackend
+from exchanger.backends.discovery import DiscoveryServer
+from exchanger.backends.reaper import SessionReaper
+from exchanger.backends.selfissued import (
+    SelfIssuedBackend,
+    SelfIssuedSigner,
     load_or_create_signing_key,
 )
-from exchanger.issue.tokenrequest import TokenRequestIssuer
+from exchanger.backends.tokenrequest import TokenRequestBackend
+from exchanger.config import ClusterConfig, Config, TLSFiles
+from exchanger.exchange import Exchanger
 from exchanger.kube.client import ClusterCredentials, KubernetesClient
 from exchanger.localtls import ensure_local_tls
 from exchanger.mapping_sources import build_mapping_sources
@@ -46,6 +46,7 @@ from exchanger.verify.fetch import HttpsKeyFetcher
 from exchanger.verify.issuers import IssuerConfig, KubernetesCluster
 from exchanger.verify.keys import BackgroundRefresher, KeyCache
 from exchanger.verify.verifier import Verifier
+from kubegate.addresses import HostPort, parse_address, parse_host_port
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class RunningExchanger:
     grpc_server: grpc.Server
     health: health.HealthServicer
     ca_file: Path | None
-    self_issuer: SelfIssuer | None = None
+    signer: SelfIssuedSigner | None = None
     discovery_port: int = 0
     metrics_port: int = 0
     health_port: int = 0  # the plaintext health-only server (healthListen), 0 when off
@@ -127,8 +128,8 @@ def _ensure_tls(files: TLSFiles, host: str) -> None:
 
 
 def _host_port(listen: str) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    return host.strip("[]"), int(port)
+    address = parse_host_port(listen)  # the config loader checked it
+    return address.bind_host, address.port
 
 
 def _cluster_issuer_names(config: Config, cluster: str) -> frozenset[str]:
@@ -138,25 +139,25 @@ def _cluster_issuer_names(config: Config, cluster: str) -> frozenset[str]:
     )
 
 
-def _build_issuers(config: Config, clients: dict[str, KubernetesClient],
+def _build_backends(config: Config, clients: dict[str, KubernetesClient],
                    clock: Callable[[], float],
-                   run: RunningExchanger) -> dict[str, CredentialIssuer]:
-    issuers: dict[str, CredentialIssuer] = {}
+                   run: RunningExchanger) -> dict[str, CredentialBackend]:
+    backends: dict[str, CredentialBackend] = {}
     for cluster in config.clusters:
         access = _cluster_access(cluster)
         if cluster.backend == "selfIssued" and config.self_issued is not None:
-            if run.self_issuer is None:
+            if run.signer is None:
                 key = load_or_create_signing_key(config.state_dir / "signing-key.pem")
-                run.self_issuer = SelfIssuer(
+                run.signer = SelfIssuedSigner(
                     key=key, issuer_url=config.self_issued.issuer_url,
                     audience=config.self_issued.audience, clock=clock)
-            issuers[cluster.name] = SelfIssuedCredentials(run.self_issuer, access)
+            backends[cluster.name] = SelfIssuedBackend(run.signer, access)
         elif cluster.name in clients:
-            issuers[cluster.name] = TokenRequestIssuer(
+            backends[cluster.name] = TokenRequestBackend(
                 api=clients[cluster.name], cluster=access, clock=clock,
                 cluster_issuers=_cluster_issuer_names(config, cluster.name),
                 default_audiences=cluster.audiences)
-    return issuers
+    return backends
 
 
 def start_exchanger(config: Config, clock: Callable[[], float] = time.time) -> RunningExchanger:
@@ -200,8 +201,8 @@ def _start_parts(config: Config, clients: dict[str, KubernetesClient],
     audit_log = AuditLog(config.audit_log)
     run._closers.append(audit_log.close)
     audit = _MeteredAudit(audit_log, metrics)
-    issuers = _build_issuers(config, clients, clock, run)
-    exchanger = Exchanger(verifier=verifier, mappings=store, issuers=issuers, audit=audit,
+    backends = _build_backends(config, clients, clock, run)
+    exchanger = Exchanger(verifier=verifier, mappings=store, backends=backends, audit=audit,
                           clock=clock, observer=metrics,
                           limiter=IdentityRateLimiter(config.rate_limit, clock))
     for part in _background_parts(config, clients, store, keys, watcher, clock):
@@ -254,11 +255,11 @@ def _cluster_lookup(config: Config) -> Callable[[str], tuple[Path | None, str | 
 
 
 def _start_discovery(config: Config, run: RunningExchanger) -> None:
-    if run.self_issuer is None or config.self_issued is None:
+    if run.signer is None or config.self_issued is None:
         return
     host, port = _host_port(config.self_issued.listen)
     _ensure_tls(config.self_issued.tls, host)
-    discovery = DiscoveryServer(issuer=run.self_issuer, host=host, port=port,
+    discovery = DiscoveryServer(signer=run.signer, host=host, port=port,
                                 cert_file=config.self_issued.tls.cert_file,
                                 key_file=config.self_issued.tls.key_file)
     discovery.start()
@@ -273,7 +274,8 @@ def _start_grpc(config: Config, exchanger: Exchanger, run: RunningExchanger) -> 
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     if config.tls is not None:
-        host = config.listen.rpartition(":")[0].strip("[]") or "127.0.0.1"
+        address = parse_address(config.listen)
+        host = address.bind_host if isinstance(address, HostPort) else "127.0.0.1"
         _ensure_tls(config.tls, host)
         credentials = grpc.ssl_server_credentials(
             [(config.tls.key_file.read_bytes(), config.tls.cert_file.read_bytes())],

@@ -16,11 +16,11 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from exchanger.errors import ERROR_DOMAIN, KubegateError
+from exchanger.backends.base import IssuedCredential
 from exchanger.exchange import ExchangeInput, Exchanger
-from exchanger.issue.base import IssuedCredential
 from exchanger.mappings.model import TrustMapping
 from exchanger.v1 import exchange_pb2, exchange_pb2_grpc
+from kubegate.errors import ERROR_DOMAIN, Code, KubegateError
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +51,16 @@ def to_response(credential: IssuedCredential,
     return response
 
 
+def grpc_code(code: Code) -> grpc.StatusCode:
+    """The gRPC status a transport-neutral code travels as (they share their names)."""
+    return grpc.StatusCode[code.name]
+
+
 def error_status(error: KubegateError) -> grpc.Status:
     info = any_pb2.Any()
     info.Pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN))
     return rpc_status.to_status(status_pb2.Status(
-        code=error.status.value[0], message=error.public_message, details=[info],
+        code=grpc_code(error.code).value[0], message=error.public_message, details=[info],
     ))
 
 

@@ -22,7 +22,6 @@ Rules of this module:
 
 from __future__ import annotations
 
-import base64
 import http.server
 import json
 import logging
@@ -41,10 +40,10 @@ from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from exchanger import kubeconfig
-from exchanger.client import Credential
+from kubegate import kubeconfig
+from kubegate.credential import Credential, credential_json
+from kubegate.socketapi import REQUEST_HEADER
 from sidecar.keeper import KeeperState
-from sidecar.plugin import REQUEST_HEADER
 
 log = logging.getLogger("kubegate.sidecar.api")
 
@@ -157,26 +156,6 @@ class SocketApi:
         as_json = query.get("format", [""])[-1] == "json"
         return Response(status=200, body=kubeconfig.render_kubeconfig(document, as_json=as_json),
                         content_type=JSON if as_json else "application/yaml")
-
-
-def credential_json(credential: Credential, *, now: float) -> dict[str, Any]:
-    """`kubegate exchange`'s JSON (a test keeps the two alike; importing that command would
-    cost the sidecar 15 MiB), plus `expires_in` and the cluster's CA."""
-    cluster = credential.cluster
-    return {
-        "token": credential.token, "token_type": credential.token_type,
-        "expires_at": kubeconfig.rfc3339(credential.expires_at),
-        "expires_in": int(credential.expires_at - now),
-        "token_id": credential.token_id, "session_id": credential.session_id,
-        "mapping": credential.mapping,
-        "cluster": {
-            "name": cluster.name, "server": cluster.server, "namespace": cluster.namespace,
-            "service_account": cluster.service_account, "user": cluster.user,
-            "groups": list(cluster.groups),
-            "certificate_authority_data": base64.b64encode(
-                cluster.certificate_authority_data).decode("ascii"),
-        },
-    }
 
 
 # -- the socket -----------------------------------------------------------------------------

@@ -26,9 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from exchanger.client import Credential, ExchangeError
+from kubegate.client.rpc import ExchangeError
+from kubegate.client.sources import SubjectTokenError, SubjectTokenSource
+from kubegate.credential import Credential
+from kubegate.workers import BackgroundWorker
 from sidecar.refresh import RefreshPolicy, backoff_delay, may_serve, refresh_at, serve_until
-from sidecar.source import SubjectTokenError, SubjectTokenSource
 
 log = logging.getLogger("kubegate.sidecar")
 
@@ -77,13 +79,12 @@ class CredentialKeeper:
                  token_poll: float = DEFAULT_TOKEN_POLL) -> None:
         self._source, self._port, self._policy = source, port, policy
         self._clock, self._random = clock, random
-        self._stopping = threading.Event()
-        self._wait = wait or self._stopping.wait
+        self._worker = BackgroundWorker("kubegate-keeper", lambda stopping: self.run())
+        self._wait = wait or self._worker.stopping.wait
         self._on_result = on_result or (lambda result: None)
         self._timeouts = (exchange_timeout, max(initial_timeout, exchange_timeout))
         self._token_poll = token_poll
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
         self._credential: Credential | None = None
         self._refreshed_at: float | None = None
         self._next_attempt = 0.0
@@ -127,18 +128,14 @@ class CredentialKeeper:
     # -- the background thread ----------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="kubegate-keeper", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        self._worker.stop(timeout)
 
     def run(self) -> None:
         """Refresh until stop() (or until the injected wait says to stop)."""
-        while not self._stopping.is_set():
+        while not self._worker.stopping.is_set():
             if self._wait(self.step()):
                 return
 

@@ -1,11 +1,9 @@
-"""`kubegate sidecar`: keep a credential fresh and serve it on a Unix socket (and, with
-`--proxy-listen`, proxy the Kubernetes API with it); or, with `--once`, exchange once and
-write a kubeconfig.
+"""The sidecar, started from a loaded `SidecarConfig` (by the `kubegate sidecar` command):
+keep a credential fresh and serve it on a Unix socket (and, with `--proxy-listen`, proxy the
+Kubernetes API with it); or, with `--once`, exchange once and write a kubeconfig.
 
-Rules of this command:
-- it is an edge: `run` hands `os.environ` to the config loader once; nothing below reads it;
-- a bad configuration is one line on stderr and exit status 2; a socket that cannot be
-  created is one line and exit 1; never a traceback;
+Rules of this module:
+- a socket that cannot be created is one line and exit 1; never a traceback;
 - a missing subject token or an unreachable exchanger at start is not fatal: the sidecar runs,
   is not ready, and logs one line per change of condition;
 - SIGTERM and SIGINT stop everything in reverse order of start and remove the socket;
@@ -14,11 +12,9 @@ Rules of this command:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
-import os
 import signal
 import sys
 import threading
@@ -27,22 +23,16 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from exchanger import kubeconfig
-from exchanger.client import Credential, ExchangeClient, ExchangeError
-from sidecar import config as sidecar_config
-from sidecar import flags
+from kubegate import kubeconfig
+from kubegate.client.once import exchange_once
+from kubegate.client.settings import token_source
+from kubegate.credential import Credential, rfc3339
+from kubegate.errors import ExchangeError, SubjectTokenError, UsageError
 from sidecar.api import ApiServer, SocketApi
-from sidecar.config import SidecarConfig, SidecarConfigError, TokenSourceConfig
-from sidecar.grpc_exchange import GrpcExchangePort
+from sidecar.config import SidecarConfig
+from sidecar.exchange_port import GrpcExchangePort
 from sidecar.keeper import CredentialKeeper
 from sidecar.metrics import SidecarMetrics
-from sidecar.source import (
-    EnvTokenSource,
-    FileTokenSource,
-    GitHubActionsTokenSource,
-    SubjectTokenError,
-    SubjectTokenSource,
-)
 
 if TYPE_CHECKING:
     from sidecar.proxy import ApiProxy
@@ -56,55 +46,24 @@ log = logging.getLogger("kubegate.sidecar")
 sessions = logging.getLogger("kubegate.session")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    flags.add_arguments(parser)
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        config = sidecar_config.load_config(args, os.environ)
-    except SidecarConfigError as error:
-        return _fail(f"bad configuration: {error}", EXIT_USAGE)
-    logging.basicConfig(level=config.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if config.once:
-        return run_once(config)
-    return serve(config)
-
-
 def _fail(message: str, status: int) -> int:
     print(f"{PROG}: {' '.join(message.split())}", file=sys.stderr)
     return status
-
-
-def token_source(config: TokenSourceConfig) -> SubjectTokenSource:
-    if config.kind == "file" and config.path is not None:
-        return FileTokenSource(config.path)
-    if config.kind == "env":
-        return EnvTokenSource(config.env_name, config.env_value)
-    return GitHubActionsTokenSource(config.github_request_url, config.github_request_token,
-                                    config.github_audience)
 
 
 # -- one shot -------------------------------------------------------------------------------
 
 
 def run_once(config: SidecarConfig) -> int:
-    from exchanger.commands.exchange import describe_exchange_error
-
     assert config.kubeconfig is not None  # the loader requires it with --once
     try:
-        token = token_source(config.token_source).read()
-        with ExchangeClient(config.target, ca_file=config.ca_file, plaintext=config.plaintext,
-                            timeout=ONCE_TIMEOUT, attempts=ONCE_ATTEMPTS,
-                            retry_budget=ONCE_BUDGET) as client:
-            credential = client.exchange(token, role=config.role, lifetime=config.lifetime,
-                                         audiences=config.audiences)
+        credential = exchange_once(config.exchange, timeout=ONCE_TIMEOUT,
+                                   attempts=ONCE_ATTEMPTS, retry_budget=ONCE_BUDGET)
     except SubjectTokenError as error:
         return _fail(f"no subject token: {error}", EXIT_FAILED)
     except ExchangeError as error:
-        return _fail(describe_exchange_error(error), EXIT_FAILED)
-    except OSError as error:  # e.g. the CA file became unreadable
+        return _fail(error.describe(), EXIT_FAILED)
+    except UsageError as error:
         return _fail(f"cannot exchange: {error}", EXIT_FAILED)
     try:
         kubeconfig.write_kubeconfig(config.kubeconfig, kubeconfig.token_kubeconfig(credential))
@@ -112,7 +71,7 @@ def run_once(config: SidecarConfig) -> int:
         return _fail(f"cannot write {config.kubeconfig}: {error.strerror}", EXIT_FAILED)
     print(f"{PROG}: wrote {config.kubeconfig} (session {credential.session_id}, namespace "
           f"{credential.cluster.namespace or '-'}, expires "
-          f"{kubeconfig.rfc3339(credential.expires_at)})")
+          f"{rfc3339(credential.expires_at)})")
     return EXIT_OK
 
 
@@ -128,9 +87,9 @@ def serve(config: SidecarConfig) -> int:
         except OSError as error:
             return _fail(f"cannot start: {error}", EXIT_FAILED)
         log.info("serving credentials on %s (mode 0%o); exchanger %s (%s); subject token "
-                 "from %s", config.socket_path, config.socket_mode, config.target,
-                 "plaintext" if config.plaintext else "TLS",
-                 token_source(config.token_source).description)
+                 "from %s", config.socket_path, config.socket_mode, config.exchange.target,
+                 "plaintext" if config.exchange.plaintext else "TLS",
+                 token_source(config.exchange.token_source).description)
         # a timed wait: Python runs signal handlers in the main thread only, and a signal
         # the kernel hands to another thread would not wake an untimed wait
         while not stopping.wait(SIGNAL_CHECK_SECONDS):
@@ -142,12 +101,10 @@ def serve(config: SidecarConfig) -> int:
 def _start(config: SidecarConfig, stack: contextlib.ExitStack) -> None:
     """Start every part; stack stops them in reverse order."""
     metrics = SidecarMetrics()
-    port = GrpcExchangePort(config.target, ca_file=config.ca_file, plaintext=config.plaintext,
-                            role=config.role, lifetime=config.lifetime,
-                            audiences=config.audiences)
+    port = GrpcExchangePort(config.exchange)
     stack.callback(port.close)
-    keeper = CredentialKeeper(token_source(config.token_source), port, policy=config.policy,
-                              on_result=metrics.on_refresh,
+    keeper = CredentialKeeper(token_source(config.exchange.token_source), port,
+                              policy=config.policy, on_result=metrics.on_refresh,
                               exchange_timeout=config.exchange_timeout)
     metrics.watch(keeper.state)
     api = SocketApi(keeper, socket_path=config.socket_path,

@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jwt.algorithms import ECAlgorithm
 
-from exchanger.errors import UnavailableError
 from exchanger.verify import IssuerConfig, KeyCache, StaticKeys, Verifier, parse_compact
+from kubegate.errors import UnavailableError
 from kubegate_bench.common import Context, Outcome, Row, best_per_call
 from kubegate_bench.tokens import AUDIENCE, BenchIssuer
 

@@ -17,9 +17,9 @@ import time
 import uuid
 from collections.abc import Callable
 
-from exchanger.client import ExchangeClient
 from exchanger.kube.client import KubernetesClient
 from exchanger.kube.port import MANAGED_BY_LABEL, SESSION_LABEL
+from kubegate.client.rpc import ExchangeClient
 from kubegate_bench.common import Context, Outcome, Row, median, percentile, thin
 from kubegate_bench.kube_env import KubeEnv
 

@@ -1,11 +1,11 @@
 """Benchmark 4: one role-less mapping match with 10,000 mappings against 10 (at most 1.5x):
-`exchanger.mappings.bench` builds GitHub-like synthetic sets (the index files them by issuer
+`kubegate_bench.mapping_sets` builds GitHub-like synthetic sets (the index files them by issuer
 and `repository_id`; a few pattern-only mappings are always evaluated)."""
 
 from __future__ import annotations
 
-from exchanger.mappings.bench import seconds_per_match, synthetic_identity, synthetic_set
 from kubegate_bench.common import Context, Outcome, Row
+from kubegate_bench.mapping_sets import seconds_per_match, synthetic_identity, synthetic_set
 
 TITLE = "mapping match: 10,000 mappings vs 10"
 SMALL, LARGE = 10, 10_000

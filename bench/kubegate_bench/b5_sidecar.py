@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from kubegate.commands.credential import get
 from kubegate_bench.common import Context, Outcome, Row, median, percentile, thin
 from kubegate_bench.kube_env import KubeEnv
 from kubegate_bench.procs import (
@@ -34,7 +35,6 @@ from kubegate_bench.procs import (
     start_process,
     wait_for_line,
 )
-from sidecar.plugin import get
 
 TITLE = "sidecar: socket, credential plugin cold start, API proxy"
 MAX_SOCKET_P99_MS, MAX_COLD_START, MAX_PROXY = 1.0, 3.0, 1.15

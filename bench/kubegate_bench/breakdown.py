@@ -25,9 +25,9 @@ from typing import Any
 from exchanger import server
 from exchanger.audit.log import AuditLog
 from exchanger.audit.record import Caller, allow_record
+from exchanger.backends.base import IssueRequest
 from exchanger.config import load_config
 from exchanger.exchange import ExchangeInput, grant_record
-from exchanger.issue.base import IssueRequest
 from exchanger.service import to_input, to_response
 from exchanger.v1 import exchange_pb2
 from kubegate_bench import b1_throughput
@@ -56,12 +56,12 @@ def main(rounds: int = 1000) -> None:
 def _report(exchanger: Any, issuer: BenchIssuer, folder: Path, rounds: int) -> None:
     tokens = itertools.cycle([issuer.mint() for _ in range(4500)])  # > the verifier's cache
     verifier, mappings = exchanger._verifier, exchanger._mappings
-    bench_issuer = exchanger._issuers["bench"]
+    bench_backend = exchanger._backends["bench"]
     identity = verifier.verify(next(tokens))
     mapping = mappings.match(identity)
     request = IssueRequest(identity=identity, mapping=mapping.name, grant=mapping.grant,
                            lifetime=900, audiences=(), session_id=str(uuid.uuid4()))
-    credential = bench_issuer.issue(request)
+    credential = bench_backend.issue(request)
     now = datetime.datetime.now(datetime.UTC)
 
     def record() -> Any:
@@ -78,7 +78,7 @@ def _report(exchanger: Any, issuer: BenchIssuer, folder: Path, rounds: int) -> N
     stages: dict[str, Callable[[], object]] = {
         "verify (RS256, not cached)": lambda: verifier.verify(next(tokens)),
         "match": functools.partial(mappings.match, identity),
-        "issue (ES256 JWT)": functools.partial(bench_issuer.issue, request),
+        "issue (ES256 JWT)": functools.partial(bench_backend.issue, request),
         "audit record (build + sanitize)": record,
         "audit append, fsync": lambda: synced.append(record()),
         "audit append, no fsync": lambda: unsynced.append(record()),

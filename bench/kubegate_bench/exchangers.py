@@ -1,5 +1,5 @@
 """Exchanger processes for the benchmarks: a config file written from a dict (the YAML format
-of `exchanger.config`), started as `python -m exchanger serve --config FILE`."""
+of `exchanger.config`), started as `python -m kubegate serve --config FILE`."""
 
 from __future__ import annotations
 

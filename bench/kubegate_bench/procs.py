@@ -18,7 +18,7 @@ from pathlib import Path
 from tests.support.controlplane import Process, free_port, start_process
 
 PYTHON = sys.executable
-KUBEGATE = [PYTHON, "-m", "exchanger"]  # the CLI of this checkout
+KUBEGATE = [PYTHON, "-m", "kubegate"]  # the CLI of this checkout
 _TICKS = os.sysconf("SC_CLK_TCK")
 _GRPC_LINE = re.compile(r"gRPC:\s+\S+:(\d+)")
 
@@ -77,7 +77,7 @@ def wait_for_line(process: Process, pattern: re.Pattern[str], timeout: float = 6
 
 def start_exchanger_process(name: str, config_file: Path, workdir: Path,
                             argv: Sequence[str] | None = None) -> tuple[Process, int]:
-    """`python -m exchanger serve --config FILE` (or argv); returns it and its gRPC port."""
+    """`python -m kubegate serve --config FILE` (or argv); returns it and its gRPC port."""
     command = list(argv) if argv is not None else [*KUBEGATE, "serve", "--config",
                                                    str(config_file), "--log-level", "WARNING"]
     process = start_process(name, command, workdir)

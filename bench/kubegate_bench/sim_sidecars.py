@@ -22,9 +22,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from kubegate.client.settings import ExchangeSettings, TokenSourceConfig
 from kubegate_bench.serve import scaled_clock
 from kubegate_bench.tokens import BenchIssuer
-from sidecar.grpc_exchange import GrpcExchangePort
+from sidecar.exchange_port import GrpcExchangePort
 from sidecar.keeper import CredentialKeeper
 from sidecar.refresh import RefreshPolicy
 
@@ -64,8 +65,9 @@ def main() -> None:
 
     keepers = [CredentialKeeper(
         MintingSource(issuer, spec["first"] + i, clock),
-        GrpcExchangePort(spec["target"], ca_file=Path(spec["ca_file"]), plaintext=False,
-                         role="", lifetime=0, audiences=()),
+        GrpcExchangePort(ExchangeSettings(
+            target=spec["target"], ca_file=Path(spec["ca_file"]), plaintext=False, role="",
+            lifetime=0, audiences=(), token_source=TokenSourceConfig(kind="env"))),
         policy=RefreshPolicy(), clock=clock, on_result=count,
         wait=lambda seconds: stopping.wait(seconds / scale))
         for i in range(spec["count"])]

@@ -26,7 +26,7 @@ from typing import Protocol
 
 from exchanger.audit.chain import ChainError, ChainHead, chain_line, read_line
 from exchanger.audit.record import AuditRecord
-from exchanger.errors import UnavailableError
+from kubegate.errors import UnavailableError
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ Rules of this module:
   as defence in depth every string that looks like a compact JWT (or JWE) is replaced by
   `[redacted]` when a record is built, and overlong strings are cut to `MAX_FIELD_CHARS`
   (unverified claims of a rejected token are attacker-controlled);
-- an allow has reason and status `OK`; a deny has a stable reason (the error's) and the name of
-  the gRPC status the caller received;
+- an allow has reason and status `OK`; a deny has a stable reason (the error's) and its code
+  name (gRPC's status names: the status the caller received);
 - times are RFC 3339 in UTC (`2025-01-02T03:04:05.000006Z`), computed from an injected `now`;
 - `to_json()` is deterministic: sorted keys, compact separators, ASCII only.
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from exchanger.errors import KubegateError
+from kubegate.errors import KubegateError
 
 Decision = Literal["allow", "deny"]
 
@@ -214,7 +214,7 @@ def deny_record(
 ) -> AuditRecord:
     """The record of a refused exchange: reason, status and detail come from `error`."""
     return AuditRecord(
-        time=format_time(now), decision="deny", reason=error.reason, status=error.status.name,
+        time=format_time(now), decision="deny", reason=error.reason, status=error.code.name,
         caller=caller or Caller(), issuer=issuer, role=role, mapping=mapping, grant=grant,
         peer=peer, detail=error.detail,
     )

@@ -20,7 +20,6 @@ import kubernetes.config
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from exchanger.errors import PreconditionError, UnavailableError
 from exchanger.kube.port import (
     SESSION_LABEL,
     GrantedToken,
@@ -28,6 +27,7 @@ from exchanger.kube.port import (
     PodInfo,
     SessionSecret,
 )
+from kubegate.errors import PreconditionError, UnavailableError
 
 TIMEOUT = (3.0, 10.0)  # connect, read (the read timeout is the cluster's requestTimeout)
 

@@ -23,9 +23,9 @@ from typing import Any
 import kubernetes.client as k8s
 import urllib3
 
-from exchanger.errors import UnavailableError
 from exchanger.kube.client import TIMEOUT, ClusterCredentials, _translated, api_client
 from exchanger.mappings.cluster import WatchExpired
+from kubegate.errors import UnavailableError
 
 GROUP, VERSION, PLURAL = "kubegate.io", "v1alpha1", "trustmappings"
 WATCH_SECONDS = 300

@@ -25,10 +25,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from exchanger.errors import KubegateError
-from exchanger.kubeconfig import rfc3339
 from exchanger.mappings.model import TrustMapping
 from exchanger.mappings.validate import parse_mapping
+from kubegate.errors import KubegateError
+from kubegate.kubeconfig import rfc3339
+from kubegate.workers import BackgroundWorker
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +152,8 @@ class ClusterMappings:
         self._accepted: tuple[TrustMapping, ...] = ()
         self._synced = threading.Event()
         self._on_synced: list[Callable[[], None]] = []
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = BackgroundWorker("kubegate-trustmappings", self._run,
+                                        on_stop=self._api.stop_watch)
 
     # -- what the exchanger reads -------------------------------------------------------
 
@@ -227,45 +228,36 @@ class ClusterMappings:
     # -- the watcher thread -------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("the TrustMapping watcher is already running")
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="kubegate-trustmappings",
-                                        daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stopping.set()
-        self._api.stop_watch()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        self._worker.stop(timeout)
 
     def close(self) -> None:
         """Release the API client (after stop)."""
         self._api.close()
 
-    def _run(self) -> None:
+    def _run(self, stopping: threading.Event) -> None:
         failures = 0
-        while not self._stopping.is_set():
+        while not stopping.is_set():
             try:
-                self._list_and_watch()
+                self._list_and_watch(stopping)
                 failures = 0
             except WatchExpired:
                 log.info("TrustMappings in %s: watch expired; listing again",
                          self._api.namespace)
             except Exception as error:  # the watcher must outlive any failure
-                if self._stopping.is_set():
+                if stopping.is_set():
                     return
                 failures += 1
                 _log_failure(self._api.namespace, error)
-                self._stopping.wait(min(self._retry * 2 ** (failures - 1), MAX_RETRY_SECONDS))
+                stopping.wait(min(self._retry * 2 ** (failures - 1), MAX_RETRY_SECONDS))
 
-    def _list_and_watch(self) -> None:
+    def _list_and_watch(self, stopping: threading.Event) -> None:
         objects, version = self._api.list()
         self.replace(objects)
         for kind, obj in self._api.watch(version):
-            if self._stopping.is_set():
+            if stopping.is_set():
                 return
             self.apply(kind, obj)
 

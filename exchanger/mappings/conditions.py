@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, cast
 
+from kubegate import configread
+
 MAX_PATTERN_LENGTH: Final = 1024
 """The longest glob or regex accepted, in characters."""
 
@@ -210,13 +212,4 @@ def describe_failure(condition: Condition, result: ConditionResult) -> str:
 def json_type(value: object) -> str:
     """The JSON type name of a claim value: string, integer, number, boolean, null, object,
     list (or `missing`)."""
-    if value is MISSING:
-        return "missing"
-    key = value_key(value)
-    if key is not None:
-        return key[0]
-    if value is None:
-        return "null"
-    if isinstance(value, Mapping):
-        return "object"
-    return "list" if isinstance(value, list | tuple) else type(value).__name__
+    return "missing" if value is MISSING else configread.json_type(value)

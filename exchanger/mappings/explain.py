@@ -18,10 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from exchanger.errors import KubegateError
 from exchanger.identity import Identity
 from exchanger.mappings.conditions import MISSING, ConditionResult, describe
 from exchanger.mappings.model import Grant, MappingSet, TrustMapping
+from kubegate.errors import KubegateError
 
 VALUE_LIMIT: Final = 80
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import yaml
 
-from exchanger.errors import ConfigError
 from exchanger.mappings.model import MappingSet, TrustMapping
 from exchanger.mappings.validate import parse_mapping
+from kubegate.errors import ConfigError
 
 SUFFIXES = (".yaml", ".yml")
 

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
-from exchanger.errors import InvalidRequestError, PermissionDeniedError
 from exchanger.identity import Identity
 from exchanger.mappings.conditions import (
     MISSING,
@@ -39,6 +38,7 @@ from exchanger.mappings.conditions import (
     evaluate,
 )
 from exchanger.mappings.index import ClaimIndex, build_index
+from kubegate.errors import InvalidRequestError, PermissionDeniedError
 
 __all__ = [
     "AMBIGUOUS_MAPPING", "MISSING", "NO_MATCHING_MAPPING", "ROLE_NOT_ALLOWED", "Condition",

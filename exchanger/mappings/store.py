@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from exchanger.errors import ConfigError
 from exchanger.identity import Identity
 from exchanger.mappings.load import load_folder, mapping_files
 from exchanger.mappings.model import MappingSet, TrustMapping
+from kubegate.errors import ConfigError
+from kubegate.workers import BackgroundWorker, periodic
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +108,8 @@ class FolderWatcher:
         self._store, self._folder, self._interval = store, Path(folder), interval
         self._on_reload = on_reload
         self._seen = baseline
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = BackgroundWorker("kubegate-mappings-watcher", periodic(
+            self.poll, interval=interval, log=logger, what="trust mapping watcher: poll"))
 
     def poll(self) -> ReloadResult | None:
         """Check once: reload if the folder changed since the last check; None if not."""
@@ -122,25 +123,17 @@ class FolderWatcher:
         return result
 
     def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("the watcher is already running")
         if self._seen is None:
             self._seen = fingerprint_folder(self._folder)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="kubegate-mappings-watcher",
-                                        daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self, timeout: float | None = 5.0) -> None:
         """Stop polling and wait for the thread (a poll in progress finishes first)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        self._worker.stop(timeout)
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._worker.running
 
     def __enter__(self) -> FolderWatcher:
         self.start()
@@ -148,13 +141,6 @@ class FolderWatcher:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self.poll()
-            except Exception:  # the watcher must outlive a bug in a loader or callback
-                logger.exception("trust mapping watcher: poll failed")
 
 
 def store_for_folder(folder: str | Path, *, known_issuers: set[str] | None = None,

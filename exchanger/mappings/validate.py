@@ -15,16 +15,6 @@ from __future__ import annotations
 from typing import Any, Final, cast
 
 from exchanger.mappings.conditions import Condition, Operator, Scalar, json_type, value_key
-from exchanger.mappings.fields import (
-    Report,
-    check_fields,
-    check_known,
-    child,
-    object_at,
-    parse_duration,
-    string_at,
-    strings_at,
-)
 from exchanger.mappings.model import (
     DEFAULT_LIFETIME_SECONDS,
     MAX_LIFETIME_SECONDS,
@@ -35,6 +25,16 @@ from exchanger.mappings.model import (
     is_dns_subdomain,
 )
 from exchanger.mappings.schema import API_VERSION, KIND
+from kubegate.configread import (
+    Report,
+    check_fields,
+    check_known,
+    child,
+    object_at,
+    string_at,
+    strings_at,
+)
+from kubegate.grammar import parse_whole_seconds
 
 _TOP_FIELDS: Final = frozenset({"apiVersion", "kind", "metadata", "spec"})
 _IGNORED_METADATA: Final = frozenset({
@@ -141,7 +141,7 @@ def _conditions(spec: dict[str, Any], report: Report) -> tuple[Condition, ...] |
 
 def _lifetime(grant: dict[str, Any], report: Report) -> int | None:
     try:
-        seconds = parse_duration(grant.get("maxLifetime", DEFAULT_LIFETIME_SECONDS))
+        seconds = parse_whole_seconds(grant.get("maxLifetime", DEFAULT_LIFETIME_SECONDS))
     except ValueError as error:
         report.add("spec.grant.maxLifetime", str(error))
         return None

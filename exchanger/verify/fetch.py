@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from exchanger.errors import UnavailableError
 from exchanger.verify import reasons
 from exchanger.verify.compact import loads_strict_json
 from exchanger.verify.issuers import (
@@ -36,6 +35,7 @@ from exchanger.verify.issuers import (
     StaticKeys,
     https_url_problem,
 )
+from kubegate.errors import UnavailableError
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
 DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024

@@ -23,10 +23,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from exchanger.errors import UnavailableError
 from exchanger.verify import reasons
 from exchanger.verify.issuers import IssuerConfig, StaticKeys
 from exchanger.verify.jwks import KeySet, VerificationKey, parse_jwks
+from kubegate.errors import UnavailableError
+from kubegate.workers import BackgroundWorker, periodic
 
 log = logging.getLogger(__name__)
 
@@ -195,23 +196,21 @@ class BackgroundRefresher:
         self._cache = cache
         self._issuers = tuple(issuers)
         self._interval = interval
-        self._refresh_at_start = refresh_at_start
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="jwks-refresher", daemon=True)
+        self._worker = BackgroundWorker("jwks-refresher", periodic(
+            lambda: self._cache.refresh_all(self._issuers), interval=interval, log=log,
+            what="background key refresh", at_start=refresh_at_start))
 
     def start(self) -> None:
-        self._thread.start()
+        self._worker.start()
 
     def stop(self, timeout: float | None = None) -> None:
         """Ask the thread to stop and wait for it (a fetch in flight finishes first)."""
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        self._worker.stop(timeout)
 
     @property
     def running(self) -> bool:
         """Whether the refresh thread is alive (for readiness checks)."""
-        return self._thread.is_alive()
+        return self._worker.running
 
     def __enter__(self) -> BackgroundRefresher:
         self.start()
@@ -219,15 +218,3 @@ class BackgroundRefresher:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-    def _run(self) -> None:
-        if self._refresh_at_start:
-            self._refresh_once()
-        while not self._stopping.wait(self._interval):
-            self._refresh_once()
-
-    def _refresh_once(self) -> None:
-        try:
-            self._cache.refresh_all(self._issuers)
-        except Exception:  # the thread must survive anything and try again next interval
-            log.exception("background key refresh failed")

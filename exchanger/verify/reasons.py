@@ -9,7 +9,7 @@ audit log only, is written by the check that failed and never contains token byt
 
 from __future__ import annotations
 
-from exchanger.errors import InvalidTokenError
+from kubegate.errors import InvalidTokenError
 
 # -- shape of the token (compact.py) --
 TOKEN_TOO_LARGE = "TOKEN_TOO_LARGE"

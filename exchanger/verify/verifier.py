@@ -25,7 +25,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from exchanger.errors import InvalidTokenError
 from exchanger.identity import Identity
 from exchanger.verify import reasons
 from exchanger.verify.claims import TokenClaims, check_claims, check_validity_window
@@ -33,6 +32,7 @@ from exchanger.verify.compact import DEFAULT_MAX_TOKEN_BYTES, check_size, parse_
 from exchanger.verify.issuers import IssuerConfig
 from exchanger.verify.jwks import verify_signature
 from exchanger.verify.keys import Clock, KeyCache
+from kubegate.errors import InvalidTokenError
 
 DEFAULT_CACHE_SIZE = 4096
 DEFAULT_REVIEW_CACHE_SECONDS = 10.0

@@ -38,7 +38,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jwt.algorithms import RSAAlgorithm
 
-from exchanger.client import Credential, ExchangeError
+from kubegate.credential import Credential
+from kubegate.errors import ExchangeError
 from tests.support.controlplane import ControlPlane
 from tests.support.fixtures_exchanger import (
     StartExchanger,

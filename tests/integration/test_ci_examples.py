@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sidecar.main import add_arguments as add_sidecar_arguments
+from kubegate.commands.sidecar import add_arguments as add_sidecar_arguments
 from tests.support.controlplane import ControlPlane
 from tests.support.fixtures_exchanger import StartExchanger, TestExchanger, cluster_entry
 from tests.support.kube import Cluster, Kubectl
@@ -496,7 +496,7 @@ def test_each_example_runs_the_sidecar_natively_with_its_real_flags(example: str
     add_sidecar_arguments(parser)
     assert sidecar["args"][0] == "sidecar"
     flags = parser.parse_args(sidecar["args"][1:])
-    assert flags.token_file == "/var/run/secrets/kubegate/token"
+    assert str(flags.token_file) == "/var/run/secrets/kubegate/token"
     assert flags.proxy_listen == "127.0.0.1:8001"
     token_volume = next(v for v in spec["volumes"] if v["name"] == "kubegate-token")
     (source,) = token_volume["projected"]["sources"]

@@ -15,7 +15,7 @@ JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.")
 
 
 def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "exchanger", "demo", *args],
+    return subprocess.run([sys.executable, "-m", "kubegate", "demo", *args],
                           capture_output=True, text=True, timeout=60)
 
 

@@ -21,9 +21,9 @@ import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from exchanger.client import ExchangeClient
 from exchanger.config import build_config
 from exchanger.server import SERVICE_NAME, RunningExchanger, start_exchanger
+from kubegate.client.rpc import ExchangeClient
 from tests.support.controlplane import ControlPlane
 from tests.support.kube import Cluster, Kubectl
 from tests.support.oidc import GitHubActionsIssuer

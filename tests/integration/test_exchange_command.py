@@ -74,7 +74,7 @@ def kubegate_exchange(*args: str, env: Mapping[str, str] | None = None,
                       ) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("ACTIONS_ID_TOKEN")}
     return subprocess.run(
-        [sys.executable, "-m", "exchanger", "exchange", *args],
+        [sys.executable, "-m", "kubegate", "exchange", *args],
         capture_output=True, text=True, timeout=60, env=environment | dict(env or {}),
     )
 
@@ -98,7 +98,8 @@ def assert_granted(result: subprocess.CompletedProcess[str],
     assert RFC3339.match(str(document["expires_at"]))
     assert document["cluster"] == {
         "name": "ci", "server": "https://127.0.0.1:6443", "namespace": "web",
-        "service_account": "", "user": "ci:octo-org/web", "groups": ["kubegate:deployers"]}
+        "service_account": "", "user": "ci:octo-org/web", "groups": ["kubegate:deployers"],
+        "certificate_authority_data": ""}  # the same shape the sidecar's socket serves
     (allow,) = [d for d in exchanger.decisions() if d["decision"] == "allow"]
     assert allow["token_id"] == document["token_id"]
     assert allow["session_id"] == document["session_id"]
@@ -231,7 +232,7 @@ def test_an_empty_or_unset_token_variable_exits_2(exchanger: TestExchanger,
                                                   env: dict[str, str]) -> None:
     result = kubegate_exchange(*server_args(exchanger), "--token-env", "T", env=env)
     assert result.returncode == 2
-    assert "empty or missing" in result.stderr
+    assert "the environment variable is not set or empty" in result.stderr
     assert_one_clean_line(result.stderr)
 
 
@@ -251,7 +252,8 @@ def test_plaintext_to_a_non_loopback_server_exits_2(tmp_path: Path) -> None:
     (["--token-env", "T", "--output", "exec-credential", "--kubeconfig", "k"],
      "not allowed with argument"),
     (["--token-env", "T", "--plaintext"], "--plaintext and --ca-file are mutually exclusive"),
-    ([], "one of the arguments --token-file --token-env --github-actions is required"),
+    ([], "one of the arguments --token-file --token-env --gitlab-id-token --github-actions "
+         "is required"),
 ])
 def test_bad_flags_exit_2(exchanger: TestExchanger, flags: list[str], complaint: str) -> None:
     result = kubegate_exchange(*server_args(exchanger), *flags, env={"T": "x"})

@@ -7,11 +7,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import grpc
 import jwt
 import pytest
 
-from exchanger.client import ExchangeError
+from kubegate.errors import Code, ExchangeError
 from tests.support.controlplane import ControlPlane, audit_events
 from tests.support.fixtures_exchanger import StartExchanger, TestExchanger, cluster_entry
 from tests.support.kube import Cluster, Kubectl
@@ -108,7 +107,7 @@ def test_deleted_pod_token_is_refused_by_token_review(
             try:
                 client.exchange(subject)
             except ExchangeError as error:
-                return error.code == grpc.StatusCode.UNAUTHENTICATED
+                return error.code is Code.UNAUTHENTICATED
         return False
 
     assert poll(refused, 20)
@@ -123,7 +122,7 @@ def test_token_of_another_service_account_is_denied(
     subject = cluster.request_token(ci, "intruder", audiences=[AUDIENCE]).token
     with exchanger.client() as client, pytest.raises(ExchangeError) as denied:
         client.exchange(subject)
-    assert denied.value.code == grpc.StatusCode.PERMISSION_DENIED
+    assert denied.value.code is Code.PERMISSION_DENIED
     assert denied.value.reason == "NO_MATCHING_MAPPING"
 
 

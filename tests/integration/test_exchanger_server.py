@@ -17,12 +17,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
-from exchanger.client import ExchangeError, channel_for
 from exchanger.exchange import Exchanger
 from exchanger.identity import Identity
 from exchanger.mappings import MappingSet
 from exchanger.service import ExchangeServicer
 from exchanger.v1 import exchange_pb2, exchange_pb2_grpc
+from kubegate.client.rpc import channel_for
+from kubegate.errors import ExchangeError
 from tests.support.fixtures_exchanger import StartExchanger, TestExchanger, self_issued_entry
 from tests.support.oidc import GitHubActionsIssuer
 from tests.support.wait import poll
@@ -157,7 +158,7 @@ class ExplodingVerifier:
 
 def test_unexpected_error_reaches_the_client_as_internal_with_a_log_id_never_unknown() -> None:
     exchanger = Exchanger(verifier=ExplodingVerifier(), mappings=MappingSet(mappings=()),
-                          issuers={}, audit=_NullAudit(), clock=time.time)
+                          backends={}, audit=_NullAudit(), clock=time.time)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(ExchangeServicer(exchanger), server)
     port = server.add_insecure_port("127.0.0.1:0")

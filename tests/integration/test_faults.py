@@ -28,9 +28,10 @@ from typing import Any
 import pytest
 
 from exchanger.audit.log import AuditWriteError
-from exchanger.cli import main as kubegate
-from exchanger.client import Credential, ExchangeError
 from exchanger.server import start_exchanger
+from kubegate.cli import main as kubegate
+from kubegate.credential import Credential
+from kubegate.errors import ExchangeError
 from tests.support.controlplane import ControlPlane, free_port
 from tests.support.faultproxy import FaultProxy, KubeFault
 from tests.support.fixtures_exchanger import (

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from exchanger.errors import UnavailableError
 from exchanger.verify import (
     HttpsKeyFetcher,
     IssuerConfig,
@@ -28,6 +27,7 @@ from exchanger.verify import (
     StaticKeys,
     Verifier,
 )
+from kubegate.errors import UnavailableError
 from tests.support.oidc import GitHubActionsIssuer
 from tests.support.pki import TestCA
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from exchanger.client import Credential, ExchangeError
+from kubegate.credential import Credential
+from kubegate.errors import ExchangeError
 from tests.support.fixtures_exchanger import TestExchanger, self_issued_entry
 from tests.support.hostile import DecisionLog, attempt, start_exchanger_in
 from tests.support.oidc import GitHubActionsIssuer, GitLabCIIssuer

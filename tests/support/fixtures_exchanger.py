@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from exchanger.client import ExchangeClient
 from exchanger.config import Config, build_config
 from exchanger.server import RunningExchanger, start_exchanger
+from kubegate.client.rpc import ExchangeClient
 from tests.support.controlplane import ControlPlane, free_port
 
 

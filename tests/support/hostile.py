@@ -19,9 +19,10 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm, get_default_algorithms
 
-from exchanger.client import Credential, ExchangeError
 from exchanger.config import build_config
 from exchanger.server import start_exchanger
+from kubegate.credential import Credential
+from kubegate.errors import ExchangeError
 from tests.support.fixtures_exchanger import TestExchanger, write_mappings
 from tests.support.kube import Cluster
 

@@ -5,7 +5,7 @@ observing only, nothing is faked):
 - subject tokens the test issuers sign (`OIDCIssuer.sign`), and the GitHub issuer's ID-token
   request token;
 - Kubernetes tokens the tests request (`Cluster.request_token`);
-- credentials kubegate issues (`SelfIssuer.issue`, `KubernetesClient.request_token`) and
+- credentials kubegate issues (`SelfIssuedSigner.issue`, `KubernetesClient.request_token`) and
   returns (`ExchangeClient.exchange`);
 - private keys: the test issuers' signing keys, keys made by the local CA, and at the end every
   PEM private key file under pytest's base temporary folder.
@@ -211,11 +211,12 @@ class LeakCheck:
         self._patch(owner, name, make)
 
     def _wrap_sources(self) -> None:
-        from exchanger import client, localtls
+        from exchanger import localtls
         from exchanger.audit import log as audit_log
-        from exchanger.errors import KubegateError
-        from exchanger.issue import selfissued
+        from exchanger.backends import selfissued
         from exchanger.kube import client as kube_client
+        from kubegate.client import rpc
+        from kubegate.errors import KubegateError
         from tests.support import kube, oidc
 
         add_token = self.registry.add_token
@@ -227,17 +228,15 @@ class LeakCheck:
             "private key of the local CA", pem))
         self._returns(kube.Cluster, "request_token", lambda _, status: add_token(
             "Kubernetes token a test requested", getattr(status, "token", None)))
-        self._returns(selfissued.SelfIssuer, "issue", lambda _, credential: add_token(
+        self._returns(selfissued.SelfIssuedSigner, "issue", lambda _, credential: add_token(
             "credential kubegate issued", credential.token))
         self._returns(kube_client.KubernetesClient, "request_token", lambda _, granted: add_token(
             "credential kubegate issued", granted.token))
-        self._returns(client.ExchangeClient, "exchange", lambda _, credential: add_token(
+        self._returns(rpc.ExchangeClient, "exchange", lambda _, credential: add_token(
             "credential kubegate returned", credential.token))
         self._after_init(audit_log.AuditLog, lambda log: self.audit_paths.add(Path(log.path)))
         self._after_init(KubegateError, lambda error: self.artefacts.add(
             f"a kubegate error ({self.current})", f"{error} {error.detail}"))
-        self._after_init(client.ExchangeError, lambda error: self.artefacts.add(
-            f"an exchange error ({self.current})", str(error)))
 
     def _after_init(self, cls: type, record: Callable[[Any], None]) -> None:
         def make(original: Callable[..., None]) -> Callable[..., None]:

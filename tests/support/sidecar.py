@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sidecar.plugin import get
+from kubegate.commands.credential import get
 from tests.support.controlplane import ControlPlane, Process, start_process
 from tests.support.fixtures_exchanger import StartExchanger, TestExchanger, cluster_entry
 from tests.support.kube import Cluster
@@ -23,7 +23,7 @@ from tests.support.wait import poll
 
 AUDIENCE = "kubegate"
 POD_READER = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
-KUBEGATE = [sys.executable, "-m", "exchanger"]  # the CLI of this checkout, as a module
+KUBEGATE = [sys.executable, "-m", "kubegate"]  # the CLI of this checkout, as a module
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):

@@ -1,5 +1,0 @@
-import sys
-
-from exchanger.cli import main
-
-sys.exit(main())

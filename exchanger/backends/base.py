@@ -1,0 +1,64 @@
+"""What every issuance backend takes and returns, and the port they implement.
+
+Invariants: a backend never returns a lifetime it did not get (TokenRequest reports the
+expiry the API server actually granted); a credential always carries the id (`jti`) that the
+Kubernetes audit log records as `authentication.kubernetes.io/credential-id`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from exchanger.identity import Identity
+from exchanger.mappings.model import Grant
+
+MIN_LIFETIME = 600  # TokenRequest's floor; self-issued tokens keep the same floor
+SERVICE_ACCOUNT_TOKEN_TYPE = "urn:kubegate:token-type:kubernetes-service-account"  # noqa: S105 - a type URN
+JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"  # noqa: S105 - a type URN
+
+
+@dataclass(frozen=True, kw_only=True)
+class IssueRequest:
+    identity: Identity
+    mapping: str
+    grant: Grant
+    lifetime: int
+    audiences: tuple[str, ...]
+    session_id: str
+
+    def __post_init__(self) -> None:
+        if self.lifetime < MIN_LIFETIME:
+            raise ValueError(f"lifetime must be at least {MIN_LIFETIME}s")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterAccess:
+    """What a client needs for a kubeconfig, besides the credential."""
+
+    name: str
+    server: str
+    certificate_authority_data: bytes
+    namespace: str
+    service_account: str = ""
+    user: str = ""
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class IssuedCredential:
+    token: str = field(repr=False)  # a secret: never in repr, logs or errors
+    token_type: str
+    token_id: str
+    expires_at: int
+    session_id: str
+    cluster: ClusterAccess
+    bound_to: str  # e.g. "Pod ci/pipeline-abc", "Secret web/kubegate-session-..", "self-issued"
+
+
+class CredentialBackend(Protocol):
+    def issue(self, request: IssueRequest) -> IssuedCredential: ...
+
+    def revoke(self, credential: IssuedCredential) -> None:
+        """Undo an issue whose audit record could not be written (best effort)."""
+        ...

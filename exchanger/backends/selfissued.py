@@ -1,0 +1,130 @@
+"""Self-issued backend: kubegate signs its own short-lived ES256 JWTs.
+
+A cluster trusts them through its structured authentication configuration (a `jwt` issuer
+whose url is kubegate's discovery URL); RBAC on the mapped user and groups decides the rest.
+Each token carries a fresh `jti`, which the apiserver records as the credential id.
+
+Invariants: the signing key never leaves this module except as its public JWK; the `kid`
+is the key's RFC 7638 thumbprint, so a rotated key never reuses an id.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
+
+from exchanger.backends.base import (
+    JWT_TOKEN_TYPE,
+    ClusterAccess,
+    IssuedCredential,
+    IssueRequest,
+)
+from kubegate.files import write_secret_file
+
+Clock = Callable[[], float]
+
+
+def load_or_create_signing_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    """The P-256 key at path; created (0600, atomically) when the file does not exist."""
+    if path.exists():
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{path}: not an EC private key")
+        return key
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    write_secret_file(path, pem)
+    return key
+
+
+def public_jwk(key: ec.EllipticCurvePrivateKey) -> dict[str, Any]:
+    jwk: dict[str, Any] = json.loads(ECAlgorithm.to_jwk(key.public_key()))
+    jwk.update(kid=jwk_thumbprint(jwk), alg="ES256", use="sig")
+    return jwk
+
+
+def jwk_thumbprint(jwk: dict[str, Any]) -> str:
+    """RFC 7638 thumbprint of an EC public JWK."""
+    canonical = json.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")},
+                           separators=(",", ":"), sort_keys=True)
+    digest = hashlib.sha256(canonical.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+class SelfIssuedSigner:
+    """Signs credentials that clusters trusting `issuer_url` accept."""
+
+    def __init__(
+        self, *, key: ec.EllipticCurvePrivateKey, issuer_url: str, audience: str, clock: Clock,
+    ) -> None:
+        self._key = key
+        self._jwk = public_jwk(key)
+        self.issuer_url = issuer_url
+        self.audience = audience
+        self._clock = clock
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [dict(self._jwk)]}
+
+    def discovery(self) -> dict[str, Any]:
+        return {
+            "issuer": self.issuer_url,
+            "jwks_uri": f"{self.issuer_url}/openid/v1/jwks",
+            "response_types_supported": ["id_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["ES256"],
+        }
+
+    def issue(self, request: IssueRequest, cluster: ClusterAccess) -> IssuedCredential:
+        grant = request.grant
+        if not grant.user:
+            raise ValueError("a self-issued grant names a user")
+        now = int(self._clock())
+        claims = {
+            "iss": self.issuer_url,
+            "sub": grant.user,
+            "aud": list(request.audiences) or [self.audience],
+            "groups": list(grant.groups),
+            "iat": now,
+            "nbf": now,
+            "exp": now + request.lifetime,
+            "jti": request.session_id,
+            "kubegate.io/mapping": request.mapping,
+            "kubegate.io/caller": f"{request.identity.issuer_url} {request.identity.subject}",
+        }
+        token = jwt.encode(claims, self._key, algorithm="ES256",
+                           headers={"kid": self._jwk["kid"], "typ": "JWT"})
+        cluster = ClusterAccess(
+            name=cluster.name, server=cluster.server,
+            certificate_authority_data=cluster.certificate_authority_data,
+            namespace=grant.namespace, user=grant.user, groups=tuple(grant.groups),
+        )
+        return IssuedCredential(
+            token=token, token_type=JWT_TOKEN_TYPE, token_id=request.session_id,
+            expires_at=now + request.lifetime, session_id=request.session_id,
+            cluster=cluster, bound_to="self-issued",
+        )
+
+
+
+class SelfIssuedBackend:
+    """The CredentialBackend of one cluster that trusts a SelfIssuedSigner."""
+
+    def __init__(self, signer: SelfIssuedSigner, cluster: ClusterAccess) -> None:
+        self._signer, self._cluster = signer, cluster
+
+    def issue(self, request: IssueRequest) -> IssuedCredential:
+        return self._signer.issue(request, self._cluster)
+
+    def revoke(self, credential: IssuedCredential) -> None:
+        """A signed token cannot be recalled; one that was never returned is harmless."""

@@ -1,1 +1,0 @@
-"""Subcommands of the `kubegate` command, one module each (see `exchanger.cli`)."""

@@ -1,0 +1,5 @@
+import sys
+
+from kubegate.cli import main
+
+sys.exit(main())

@@ -1,0 +1,71 @@
+"""The `kubegate` command: one entry point, one subcommand per job.
+
+Subcommand modules are imported only when their subcommand runs, so `kubegate credential`
+(run by kubectl before every command) never pays for grpc or the Kubernetes client.
+A subcommand module provides `add_arguments(parser)` and `run(args) -> int`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Protocol
+
+from kubegate import __version__
+
+
+class Subcommand(Protocol):
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+# name -> (module, one-line help). Order is the order `kubegate --help` lists them in.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("kubegate.commands.serve", "run the exchanger (embedded default without --config)"),
+    "exchange": ("kubegate.commands.exchange",
+                 "exchange a subject token once; print a credential or write a kubeconfig"),
+    "demo": ("kubegate.commands.demo",
+             "start a local issuer and exchanger, show one allowed and one denied exchange"),
+    "audit": ("kubegate.commands.audit", "verify the hash chain of audit logs"),
+    "mappings": ("kubegate.commands.mappings",
+                 "validate trust mappings (schema and lints), or explain a token's match"),
+    "sidecar": ("kubegate.commands.sidecar", "keep a fresh credential and serve it on a "
+                "local socket (--once: write a kubeconfig and exit)"),
+    "credential": ("kubegate.commands.credential",
+                   "kubectl exec credential plugin: print the sidecar's ExecCredential"),
+}
+
+
+def build_parser(selected: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubegate",
+        description="Exchange a CI/CD workload identity token for a short-lived, scoped, "
+        "audited Kubernetes credential.",
+    )
+    parser.add_argument("--version", action="version", version=f"kubegate {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, summary) in SUBCOMMANDS.items():
+        sub = commands.add_parser(name, help=summary, description=summary)
+        if name == selected:
+            module: Subcommand = importlib.import_module(module_name)
+            module.add_arguments(sub)
+            sub.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    selected = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(selected if selected in SUBCOMMANDS else None)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

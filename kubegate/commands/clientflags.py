@@ -1,0 +1,42 @@
+"""The flags of every command that exchanges (`kubegate exchange`, `kubegate sidecar`): one
+definition, read by `kubegate.client.settings.read_exchange_settings`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from kubegate.grammar import DURATION_EXAMPLES
+
+
+def add_exchange_flags(parser: argparse.ArgumentParser, *, sources_required: bool) -> None:
+    """sources_required: one subject-token source flag must be given (no environment
+    fallback); otherwise switches default to None so that `KUBEGATE_*` variables can stand in.
+    """
+    switch_default = False if sources_required else None
+    add = parser.add_argument
+    add("--server", metavar="HOST:PORT", help="the exchanger's gRPC address")
+    add("--ca-file", type=Path, metavar="PATH",
+        help="CA certificates to trust for the exchanger (default: system roots)")
+    add("--plaintext", action="store_true", default=switch_default,
+        help="no TLS (only for a loopback --server)")
+    add("--role", metavar="NAME", help="the trust mapping to use (needed when several match)")
+    add("--lifetime", metavar="DURATION",
+        help=f"requested credential lifetime, e.g. {DURATION_EXAMPLES} (default: the "
+        "mapping's)")
+    add("--audience", action="append", metavar="A",
+        help="audience of the issued credential (repeatable)")
+    source = parser.add_mutually_exclusive_group(required=sources_required)
+    source.add_argument("--token-file", type=Path, metavar="PATH",
+                        help="read the subject token from a file (re-read at every exchange)")
+    source.add_argument("--token-env", metavar="VAR",
+                        help="read the subject token from an environment variable")
+    source.add_argument("--gitlab-id-token", metavar="VAR",
+                        help="a GitLab CI ID token: the variable named under the job's "
+                        "`id_tokens:`")
+    source.add_argument("--github-actions", action="store_true", default=switch_default,
+                        help="fetch a fresh ID token from the GitHub Actions runtime "
+                        "(ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN; trusts system roots or "
+                        "SSL_CERT_FILE)")
+    add("--github-audience", metavar="A",
+        help="audience of the GitHub ID token (default: kubegate)")

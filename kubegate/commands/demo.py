@@ -1,0 +1,173 @@
+"""`kubegate demo`: the whole exchange on one machine, with no cluster and no network.
+
+It starts a stand-in for GitHub Actions' OIDC issuer and an exchanger (loopback, TLS from a
+generated CA, self-issued credentials) that trusts it through one trust mapping, then makes two
+real gRPC exchanges: a deploy job the mapping allows and a pull_request job it does not. It
+prints both decisions, the audit lines they left and the audit chain's verification, and stops
+everything. Exit status 0 when the first was allowed and the second denied, 1 otherwise.
+
+No credential is ever printed whole: only its first 12 characters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from exchanger.audit.chain import verify_chain
+from exchanger.config import build_config
+from exchanger.demo import (
+    DEMO_JOBS,
+    DEMO_MAPPING,
+    MAPPING_NAME,
+    DemoIssuer,
+    DemoJob,
+    demo_config,
+    free_port,
+)
+from exchanger.server import RunningExchanger, start_exchanger
+from kubegate.client.rpc import ExchangeClient
+from kubegate.credential import Credential
+from kubegate.errors import Code, ConfigError, ExchangeError, KubegateError
+from kubegate.kubeconfig import rfc3339
+
+SHOWN_CHARS = 12
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", type=Path, metavar="PATH",
+                        help="keep the demo's state (TLS, keys, mappings, audit log) here "
+                        "(default: a temporary folder, removed at the end)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    job: DemoJob
+    subject: str
+    credential: Credential | None = None
+    error: ExchangeError | None = None
+
+    @property
+    def as_expected(self) -> bool:
+        if self.job.expect_allow:
+            return self.credential is not None
+        return self.error is not None and self.error.code is Code.PERMISSION_DENIED
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        with contextlib.ExitStack() as stack:
+            state_dir = args.state_dir or Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="kubegate-demo-")))
+            ok = _run_demo(state_dir.resolve(), stack, keep=args.state_dir is not None)
+    except (ConfigError, KubegateError) as error:
+        print(f"kubegate demo: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"kubegate demo: cannot start: {error}", file=sys.stderr)
+        return 1
+    return 0 if ok else 1
+
+
+def _run_demo(state_dir: Path, stack: contextlib.ExitStack, *, keep: bool) -> bool:
+    issuer = stack.enter_context(DemoIssuer(state_dir / "issuer"))
+    mapping_file = state_dir / "mappings" / "web.yaml"
+    mapping_file.parent.mkdir(parents=True, exist_ok=True)
+    mapping_file.write_text(DEMO_MAPPING, encoding="utf-8")
+    config = build_config(
+        demo_config(state_dir=state_dir, issuer_url=issuer.url, issuer_ca=issuer.ca_file,
+                    discovery_port=free_port()),
+        base=state_dir, environ={}, source="kubegate demo")
+    audit_lines_before = _read_lines(config.audit_log)
+    running = start_exchanger(config)
+    stack.callback(running.stop)
+    print(_header(state_dir, issuer, running, mapping_file, keep))
+    with ExchangeClient(f"127.0.0.1:{running.port}", ca_file=running.ca_file) as client:
+        outcomes = [_attempt(client, issuer, job) for job in DEMO_JOBS]
+    for number, outcome in enumerate(outcomes, start=1):
+        print(_describe(number, outcome))
+    chain_ok = _show_audit(config.audit_log, len(audit_lines_before))
+    ok = chain_ok and all(outcome.as_expected for outcome in outcomes)
+    print("\ndemo result: " + ("ok: the deploy job was allowed and the pull_request denied"
+                               if ok else "NOT as expected (see above)"))
+    return ok
+
+
+def _header(state_dir: Path, issuer: DemoIssuer, running: RunningExchanger,
+            mapping_file: Path, keep: bool) -> str:
+    where = "kept" if keep else "removed at the end; keep it with --state-dir"
+    return "\n".join([
+        "kubegate demo: everything runs on 127.0.0.1; nothing leaves this machine",
+        f"  state folder   {state_dir} ({where})",
+        f"  demo issuer    {issuer.url} (a stand-in for GitHub Actions' OIDC issuer)",
+        f"  exchanger      127.0.0.1:{running.port} (gRPC over TLS, CA {running.ca_file})",
+        f"  trust mapping  {MAPPING_NAME} ({mapping_file}): repository_id, ref and "
+        "environment must match",
+    ])
+
+
+def _attempt(client: ExchangeClient, issuer: DemoIssuer, job: DemoJob) -> Outcome:
+    subject = str(job.claims.get("sub", ""))
+    token = issuer.mint(job.claims)
+    try:
+        return Outcome(job=job, subject=subject, credential=client.exchange(token))
+    except ExchangeError as error:
+        return Outcome(job=job, subject=subject, error=error)
+
+
+def _describe(number: int, outcome: Outcome) -> str:
+    expected = "allow" if outcome.job.expect_allow else "deny"
+    decision = "allow" if outcome.credential is not None else "deny"
+    mark = "as expected" if outcome.as_expected else "UNEXPECTED"
+    lines = [f"\n[{number}] {outcome.job.title}",
+             f"    who asked    {outcome.subject}",
+             f"    decision     {decision} (expected {expected}: {mark})"]
+    if outcome.credential is not None:
+        lines += _describe_credential(outcome.credential)
+    if outcome.error is not None:
+        lines += [f"    status       {outcome.error.code.name}",
+                  f"    reason       {outcome.error.reason or '-'}",
+                  f"    message      {outcome.error.message}"]
+    return "\n".join(lines)
+
+
+def _describe_credential(credential: Credential) -> list[str]:
+    cluster = credential.cluster
+    remaining = max(0, credential.expires_at - int(time.time()))
+    return [
+        f"    mapping      {credential.mapping}",
+        f"    cluster      {cluster.name} {cluster.server}, namespace {cluster.namespace}",
+        f"    user/groups  {cluster.user} [{', '.join(cluster.groups)}]",
+        f"    token id     {credential.token_id}",
+        f"    session id   {credential.session_id}",
+        f"    expires      {rfc3339(credential.expires_at)} (in {remaining // 60}m "
+        f"{remaining % 60}s)",
+        f"    credential   {credential.token[:SHOWN_CHARS]}... ({credential.token_type}; "
+        "truncated, never printed whole)",
+    ]
+
+
+def _read_lines(path: Path) -> list[bytes]:
+    try:
+        return path.read_bytes().splitlines(keepends=True)
+    except FileNotFoundError:
+        return []
+
+
+def _show_audit(path: Path, skip: int) -> bool:
+    lines = _read_lines(path)
+    print(f"\naudit log {path} (one hash-chained JSON line per decision; no tokens):")
+    for line in lines[skip:]:
+        print("  " + line.decode("utf-8", "replace").rstrip("\n"))
+    report = verify_chain(lines)
+    if report.ok:
+        print(f"audit chain: ok, {report.lines_checked} lines verified "
+              f"(head seq {report.head.seq}, hash {report.head.hash[:16]}...)")
+    else:
+        print(f"audit chain: BROKEN at line {report.first_bad_line}: {report.problem}")
+    return report.ok

@@ -1,0 +1,288 @@
+"""`kubegate mappings validate|explain`: check trust mappings before they go live, and see
+why a token would (not) be granted. Offline: nothing is issued, nothing is contacted.
+
+    kubegate mappings validate [--config FILE] [--strict] PATH...
+    kubegate mappings explain (--token FILE | --claims FILE) [--role NAME]
+                              [--mappings PATH] [--config FILE] [--issuer NAME]
+
+validate prints one line per finding, `FILE: document N (name): LEVEL: message`, errors
+being what the exchanger would refuse (the same loader) and warnings the lints
+(`exchanger/mappings/lint.py`); exit 1 on any error (and, with --strict, any warning), else
+0. With --config, issuer and cluster names are checked and the issuers' audiences linted.
+
+explain exits 0 when the exchanger would grant, 1 when it would deny, 2 on usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from exchanger.config import Config, load_config
+from exchanger.mappings.explain import explain, identity_for, render
+from exchanger.mappings.lint import lint_issuers, lint_mapping
+from exchanger.mappings.load import (
+    duplicate_names,
+    load_folder,
+    mapping_files,
+    parse_documents,
+    read_documents,
+)
+from exchanger.mappings.model import MappingSet, TrustMapping
+from exchanger.mappings.validate import parse_mapping
+from exchanger.verify.compact import parse_compact
+from kubegate.errors import ConfigError, KubegateError
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+PROG = "kubegate mappings"
+
+
+class UsageError(Exception):
+    """Bad flags, an unreadable input, an invalid config: exit 2."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    validate = actions.add_parser(
+        "validate", help="check mapping files: schema, names, and lints for risky trust",
+        description="Check TrustMapping files (or folders of them) as the exchanger would, "
+        "and warn about risky trust. One line per finding; exit 1 on errors.")
+    validate.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                          help="a mapping file or a folder of *.yaml/*.yml files")
+    validate.add_argument("--config", type=Path, metavar="FILE",
+                          help="the exchanger's config: check issuer and cluster names, "
+                          "lint audiences")
+    validate.add_argument("--strict", action="store_true", help="warnings fail too")
+    validate.set_defaults(action_handler=run_validate)
+    explain_parser = actions.add_parser(
+        "explain", help="dry run: which mapping a token or claim set would get, and why",
+        description="Show, for each candidate mapping, every condition with pass or fail "
+        "and the claim value seen, and what would be granted. Signatures are not verified; "
+        "nothing is issued.")
+    source = explain_parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--token", metavar="FILE",
+                        help="a subject token (JWT) file, - for standard input")
+    source.add_argument("--claims", metavar="FILE",
+                        help="a JSON or YAML claim set, - for standard input")
+    explain_parser.add_argument("--role", metavar="NAME", default="",
+                                help="the mapping the caller would ask for")
+    explain_parser.add_argument("--mappings", type=Path, metavar="PATH",
+                                help="a mapping file or folder (default: the config's)")
+    explain_parser.add_argument("--config", type=Path, metavar="FILE",
+                                help="the exchanger's config (issuers are found by iss)")
+    explain_parser.add_argument("--issuer", metavar="NAME",
+                                help="the configured issuer name (default: found by iss)")
+    explain_parser.set_defaults(action_handler=run_explain)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return int(args.action_handler(args))
+    except UsageError as error:
+        print(f"{PROG} {args.action}: {' '.join(str(error).split())}", file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigError as error:
+        print(f"{PROG} {args.action}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _config(path: Path | None) -> Config | None:
+    if path is None:
+        return None
+    if not path.is_file():
+        raise UsageError(f"--config {path}: no such file")
+    return load_config(path, environ={})
+
+
+# -- validate ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Finding:
+    where: str
+    level: str  # "error" | "warning"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.level}: {self.message}"
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    config = _config(args.config)
+    findings, count = validate_paths(args.paths, config)
+    if config is not None:
+        findings += [Finding(where=f"{args.config}: issuer {issuer.name}", level="warning",
+                             message=message) for issuer, message in lint_issuers(config.issuers)]
+    for finding in findings:
+        print(finding)
+    errors = sum(1 for f in findings if f.level == "error")
+    warnings = len(findings) - errors
+    print(f"{PROG} validate: {count} mapping document(s), {errors} error(s), "
+          f"{warnings} warning(s)", file=sys.stderr)
+    failed = errors > 0 or (args.strict and warnings > 0)
+    return EXIT_FINDINGS if failed else EXIT_OK
+
+
+def validate_paths(paths: Iterable[Path], config: Config | None) -> tuple[list[Finding], int]:
+    """Every finding in the files under `paths`, and how many documents were read."""
+    issuers = {i.name: i for i in config.issuers} if config is not None else {}
+    known_issuers = frozenset(issuers) if config is not None else None
+    known_clusters = (frozenset(c.name for c in config.clusters) if config is not None
+                      else None)
+    findings: list[Finding] = []
+    mappings: list[TrustMapping] = []
+    count = 0
+    for path in _files(paths, findings):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            findings.append(Finding(where=str(path), level="error",
+                                    message=f"cannot read: {getattr(error, 'strerror', error)}"))
+            continue
+        documents, problems = read_documents(text, str(path))
+        for number, document in documents:
+            count += 1
+            source = f"{path}: document {number}"
+            where = _where(document, source)
+            mapping, found = parse_mapping(document, source=source, issuers=known_issuers,
+                                           clusters=known_clusters)
+            findings += [Finding(where=where, level="error",
+                                 message=problem.removeprefix(f"{where}: "))
+                         for problem in found]
+            if mapping is not None:
+                mappings.append(mapping)
+                findings += [Finding(where=where, level="warning", message=message)
+                             for message in lint_mapping(mapping, issuers.get(mapping.issuer))]
+        findings += [_split(problem) for problem in problems]  # YAML: ends the file
+    for problem in duplicate_names(mappings):
+        findings.append(_split(problem))
+    return findings, count
+
+
+def _files(paths: Iterable[Path], findings: list[Finding]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += mapping_files(path)
+        elif path.is_file():
+            files.append(path)
+        else:
+            findings.append(Finding(where=str(path), level="error", message="no such file"))
+    return files
+
+
+def _where(document: Any, source: str) -> str:
+    """Where the loader says a document's problems are: `FILE: document N (name)`."""
+    metadata = document.get("metadata") if isinstance(document, dict) else None
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    return f"{source} ({name})" if isinstance(name, str) else source
+
+
+def _split(problem: str) -> Finding:
+    """A loader problem `WHERE: rest` as a finding; WHERE ends at `)` or `document N`."""
+    head, marker, rest = problem.partition("): ")
+    if marker:
+        return Finding(where=head + ")", level="error", message=rest)
+    prefix, _, rest = problem.partition(": document ")
+    number, _, message = rest.partition(": ")
+    return Finding(where=f"{prefix}: document {number}", level="error", message=message)
+
+
+# -- explain -------------------------------------------------------------------------------
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    config = _config(args.config)
+    header, claims = _claims_of(args)
+    issuer_name, issuer_line = _issuer(args, config, claims)
+    mappings = _mappings(args, config)
+    identity = identity_for(issuer_name, claims)
+    lines = [*header, issuer_line, *_notes(config, issuer_name, claims),
+             f"role: {args.role or 'none (exactly one mapping must match)'}", ""]
+    explanation = explain(mappings, identity, args.role or None)
+    print("\n".join(lines + render(explanation)))
+    return EXIT_OK if explanation.granted is not None else EXIT_FINDINGS
+
+
+def _read(name: str, flag: str) -> str:
+    if name == "-":
+        return sys.stdin.read()
+    try:
+        return Path(name).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"{flag} {name}: cannot read: "
+                         f"{getattr(error, 'strerror', None) or 'not UTF-8 text'}") from None
+
+
+def _claims_of(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
+    if args.token is not None:
+        try:
+            parsed = parse_compact(_read(args.token, "--token").strip())
+        except KubegateError as error:
+            raise UsageError(f"--token {args.token}: not a JWT kubegate accepts: "
+                             f"{error.detail or error.reason}") from None
+        return ([f"token: {parsed.algorithm}, kid {parsed.key_id or '-'}; signature NOT "
+                 "verified (explain shows matching only)"], dict(parsed.payload))
+    text = _read(args.claims, "--claims")
+    try:
+        claims = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise UsageError(f"--claims {args.claims}: not JSON or YAML: {error}") from None
+    if not isinstance(claims, dict):
+        raise UsageError(f"--claims {args.claims}: expected an object of claims")
+    return ["claims: from a file (no token, nothing verified)"], json.loads(
+        json.dumps(claims, default=str))
+
+
+def _issuer(args: argparse.Namespace, config: Config | None,
+            claims: dict[str, Any]) -> tuple[str, str]:
+    iss = claims.get("iss")
+    if args.issuer:
+        return args.issuer, f"issuer: {args.issuer} (given with --issuer; iss {iss!r})"
+    if config is None:
+        raise UsageError("cannot tell the issuer: give --config (issuers are found by the "
+                         "token's iss) or --issuer NAME")
+    for issuer in config.issuers:
+        if issuer.url == iss:
+            return issuer.name, f"issuer: {issuer.name} (found by iss {iss!r})"
+    configured = ", ".join(f"{i.name}={i.url}" for i in config.issuers) or "none"
+    raise UsageError(f"iss {iss!r} is not a configured issuer ({configured}): the exchanger "
+                     "would refuse the token before matching")
+
+
+def _notes(config: Config | None, issuer_name: str, claims: dict[str, Any]) -> list[str]:
+    notes = []
+    issuer = next((i for i in config.issuers if i.name == issuer_name), None) if config else None
+    audiences = claims.get("aud")
+    listed = [audiences] if isinstance(audiences, str) else list(audiences or [])
+    if issuer is not None:
+        ok = any(a in issuer.audiences for a in listed)
+        notes.append(f"audience: {listed} " + (f"includes one of {issuer.name}'s" if ok else
+                     f"has none of {issuer.name}'s {list(issuer.audiences)}: a real exchange "
+                     "would be refused"))
+    expires = claims.get("exp")
+    if isinstance(expires, int) and expires <= time.time():
+        notes.append("expiry: the token has expired: a real exchange would be refused")
+    return notes
+
+
+def _mappings(args: argparse.Namespace, config: Config | None) -> MappingSet:
+    path = args.mappings or (config.mappings if config is not None else None)
+    if path is None:
+        raise UsageError("give --mappings PATH (or --config, to use its mappings folder)")
+    issuers = {i.name for i in config.issuers} if config is not None else None
+    clusters = {c.name for c in config.clusters} if config is not None else None
+    if path.is_dir():
+        return load_folder(path, issuers, clusters)
+    if not path.is_file():
+        raise UsageError(f"--mappings {path}: no such file or folder")
+    return MappingSet(mappings=parse_documents(_read(str(path), "--mappings"), str(path),
+                                               issuers, clusters))

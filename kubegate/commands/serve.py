@@ -1,0 +1,85 @@
+"""`kubegate serve [--config FILE]`: run the exchanger until SIGTERM or SIGINT.
+
+With no config it runs the embedded default (loopback only, TLS from a generated local CA,
+self-issued mode, state and mappings under the state folder) and prints where it listens
+and what it trusts."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from exchanger.config import Config, load_config
+from kubegate.addresses import HostPort, parse_address
+from kubegate.errors import ConfigError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="config file (default: embedded default)")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def describe(config: Config, port: int, ca_file: Path | None, discovery_port: int) -> str:
+    address = parse_address(config.listen)
+    where = (str(HostPort(host=address.host, port=port)) if isinstance(address, HostPort)
+             else str(address))
+    lines = [
+        f"kubegate exchanger ({config.source})",
+        f"  gRPC:      {where}" + (" (plaintext)" if config.plaintext else " (TLS)"),
+    ]
+    if ca_file is not None:
+        lines.append(f"  TLS CA:    {ca_file} (generated; clients pass --ca-file)")
+    if config.self_issued is not None and discovery_port:
+        lines.append(f"  issuer:    {config.self_issued.issuer_url} (self-issued discovery "
+                     f"and JWKS on port {discovery_port})")
+    if config.mapping_files:
+        lines.append(f"  mappings:  {config.mappings}")
+    if config.mapping_cluster is not None:
+        lines.append(f"  mappings:  TrustMappings in namespace {config.mapping_cluster.namespace}"
+                     f" of cluster {config.mapping_cluster.cluster}")
+    if config.health_listen:
+        lines.append(f"  health:    {config.health_listen} (plaintext, grpc.health.v1 only)")
+    lines.append(f"  audit log: {config.audit_log}")
+    if config.issuers:
+        lines.append("  trusts:")
+        lines += [f"    {i.name}: {i.url} (audiences {', '.join(i.audiences)})"
+                  for i in config.issuers]
+    else:
+        lines.append("  trusts:    no issuers yet: add `issuers:` to a config file")
+    for cluster in config.clusters:
+        lines.append(f"  cluster:   {cluster.name} {cluster.server} ({cluster.backend})")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+        from exchanger.server import start_exchanger
+
+        running = start_exchanger(config)
+    except ConfigError as error:
+        print(f"kubegate serve: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"kubegate serve: cannot start: {error}", file=sys.stderr)
+        return 1
+    print(describe(config, running.port, running.ca_file, running.discovery_port), flush=True)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stopping.wait(0.5):  # a timed wait lets the main thread run signal handlers
+        pass
+    running.stop()
+    return 0

@@ -1,0 +1,192 @@
+"""The exchange use case with small fakes: every decision audited, nothing issued unrecorded,
+lifetimes and audiences clamped to the mapping."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from exchanger.audit.log import AuditWriteError
+from exchanger.audit.record import AuditRecord
+from exchanger.backends.base import ClusterAccess, IssuedCredential, IssueRequest
+from exchanger.exchange import ExchangeInput, Exchanger, granted_lifetime
+from exchanger.identity import Identity
+from exchanger.mappings import Condition, Grant, MappingSet, Operator, TrustMapping
+from kubegate.errors import (
+    InvalidRequestError,
+    InvalidTokenError,
+    KubegateError,
+    PermissionDeniedError,
+    UnavailableError,
+)
+
+NOW = 1_900_000_000
+
+
+def identity(subject: str = "repo:octo-org/web:ref:refs/heads/main") -> Identity:
+    return Identity(issuer="github", issuer_url="https://token.actions.example",
+                    subject=subject, token_id="caller-jti", audiences=("kubegate",),
+                    issued_at=NOW - 10, expires_at=NOW + 290,
+                    claims={"sub": subject, "repository_id": "42"})
+
+
+class FakeVerifier:
+    def __init__(self, error: KubegateError | None = None) -> None:
+        self.error = error
+
+    def verify(self, token: str) -> Identity:
+        if self.error:
+            raise self.error
+        return identity()
+
+
+@dataclass
+class FakeAudit:
+    records: list[AuditRecord] = field(default_factory=list)
+    fail: bool = False
+
+    def append(self, record: AuditRecord) -> None:
+        if self.fail:
+            raise AuditWriteError("disk full")
+        self.records.append(record)
+
+
+@dataclass
+class FakeBackend:
+    issued: list[IssueRequest] = field(default_factory=list)
+    revoked: list[str] = field(default_factory=list)
+    error: KubegateError | None = None
+
+    def issue(self, request: IssueRequest) -> IssuedCredential:
+        if self.error:
+            raise self.error
+        self.issued.append(request)
+        return IssuedCredential(
+            token="issued.token.value", token_type="t", token_id="issued-jti",
+            expires_at=NOW + request.lifetime, session_id=request.session_id,
+            cluster=ClusterAccess(name="prod", server="https://k8s", namespace="web",
+                                  certificate_authority_data=b""),
+            bound_to="Secret web/kubegate-session-1",
+        )
+
+    def revoke(self, credential: IssuedCredential) -> None:
+        self.revoked.append(credential.session_id)
+
+
+def mappings(**grant: Any) -> MappingSet:
+    fields: dict[str, Any] = {"cluster": "prod", "namespace": "web",
+                              "service_account": "deployer", "max_lifetime": 1200} | grant
+    return MappingSet(mappings=(TrustMapping(
+        name="web", issuer="github", grant=Grant(**fields),
+        conditions=(Condition(path=("repository_id",), operator=Operator.EQUALS,
+                              expected="42"),),
+    ),))
+
+
+def exchanger(*, verifier: FakeVerifier | None = None, audit: FakeAudit | None = None,
+              backend: FakeBackend | None = None, mapping_set: MappingSet | None = None,
+              ) -> tuple[Exchanger, FakeAudit, FakeBackend]:
+    audit, backend = audit or FakeAudit(), backend or FakeBackend()
+    return Exchanger(
+        verifier=verifier or FakeVerifier(),
+        mappings=mappings() if mapping_set is None else mapping_set,
+        backends={"prod": backend}, audit=audit, clock=lambda: NOW,
+        new_session_id=lambda: "session-1",
+    ), audit, backend
+
+
+def test_allowed_exchange_is_audited_with_caller_mapping_and_issued_jti() -> None:
+    use_case, audit, backend = exchanger()
+    credential, mapping = use_case.exchange(ExchangeInput(subject_token="a.b.c", peer="ipv4:1"))
+    assert (credential.token_id, mapping.name) == ("issued-jti", "web")
+    [record] = audit.records
+    assert (record.decision, record.mapping, record.token_id, record.session_id) == (
+        "allow", "web", "issued-jti", "session-1")
+    assert (record.caller.sub, record.caller.jti, record.peer) == (
+        identity().subject, "caller-jti", "ipv4:1")
+    assert "issued.token.value" not in record.to_json()
+
+
+def test_failed_audit_write_refuses_the_exchange_and_revokes_what_was_issued() -> None:
+    use_case, _, backend = exchanger(audit=FakeAudit(fail=True))
+    with pytest.raises(AuditWriteError) as refused:
+        use_case.exchange(ExchangeInput(subject_token="a.b.c"))
+    assert refused.value.reason == "AUDIT_UNAVAILABLE"
+    assert backend.revoked == ["session-1"]
+
+
+@pytest.mark.parametrize(("error", "reason"), [
+    (InvalidTokenError("TOKEN_EXPIRED", "exp passed"), "TOKEN_EXPIRED"),
+    (UnavailableError("KEYS_UNAVAILABLE", "jwks down"), "KEYS_UNAVAILABLE"),
+])
+def test_refused_token_is_audited_as_a_denial_and_nothing_is_issued(
+    error: KubegateError, reason: str,
+) -> None:
+    use_case, audit, backend = exchanger(verifier=FakeVerifier(error))
+    with pytest.raises(KubegateError):
+        use_case.exchange(ExchangeInput(subject_token="x.y.z"))
+    [record] = audit.records
+    assert (record.decision, record.reason, record.status) == ("deny", reason, error.code.name)
+    assert backend.issued == []
+
+
+def test_no_matching_mapping_is_denied_with_the_callers_identity_in_the_audit_line() -> None:
+    use_case, audit, backend = exchanger(mapping_set=MappingSet(mappings=()))
+    with pytest.raises(PermissionDeniedError):
+        use_case.exchange(ExchangeInput(subject_token="a.b.c"))
+    assert audit.records[0].caller.sub == identity().subject
+    assert audit.records[0].reason == "NO_MATCHING_MAPPING"
+    assert backend.issued == []
+
+
+def test_backend_failure_is_denied_with_the_grant_recorded() -> None:
+    failing = FakeBackend(error=UnavailableError("KUBERNETES_UNAVAILABLE", "503"))
+    use_case, audit, _ = exchanger(backend=failing)
+    with pytest.raises(UnavailableError):
+        use_case.exchange(ExchangeInput(subject_token="a.b.c"))
+    [record] = audit.records
+    assert record.reason == "KUBERNETES_UNAVAILABLE"
+    assert record.grant is not None and record.grant.namespace == "web"
+
+
+@pytest.mark.parametrize(("requested", "maximum", "granted"), [
+    (0, 1200, 1200),      # nothing asked: the mapping's maximum
+    (60, 1200, 600),      # below TokenRequest's floor: 10 minutes
+    (900, 1200, 900),     # within bounds: as asked
+    (86400, 1200, 1200),  # above the mapping: clamped
+])
+def test_lifetime_is_clamped_between_ten_minutes_and_the_mapping(
+    requested: int, maximum: int, granted: int,
+) -> None:
+    grant = Grant(cluster="c", namespace="n", service_account="s", max_lifetime=maximum)
+    assert granted_lifetime(requested, grant) == granted
+
+
+def test_requested_audiences_must_be_granted_by_the_mapping() -> None:
+    use_case, audit, backend = exchanger(mapping_set=mappings(audiences=("vault",)))
+    with pytest.raises(PermissionDeniedError) as denied:
+        use_case.exchange(ExchangeInput(subject_token="a.b.c", audiences=("kubernetes",)))
+    assert denied.value.reason == "AUDIENCE_NOT_ALLOWED"
+    use_case.exchange(ExchangeInput(subject_token="a.b.c", audiences=("vault",)))
+    assert backend.issued[-1].audiences == ("vault",)
+
+
+@pytest.mark.parametrize(("request_fields", "reason"), [
+    ({"subject_token": ""}, "MISSING_SUBJECT_TOKEN"),
+    ({"subject_token_type": "urn:ietf:params:oauth:token-type:saml2"},
+     "UNSUPPORTED_TOKEN_TYPE"),
+    ({"requested_lifetime": -1}, "INVALID_LIFETIME"),
+    ({"audiences": ("",)}, "INVALID_AUDIENCES"),
+    ({"role": "r" * 300}, "INVALID_ROLE"),
+])
+def test_malformed_requests_are_refused_before_verification(
+    request_fields: dict[str, Any], reason: str,
+) -> None:
+    use_case, audit, _ = exchanger(verifier=FakeVerifier(AssertionError("not reached")))  # type: ignore[arg-type]
+    fields = {"subject_token": "a.b.c"} | request_fields
+    with pytest.raises(InvalidRequestError) as refused:
+        use_case.exchange(ExchangeInput(**fields))
+    assert refused.value.reason == reason
+    assert audit.records[0].decision == "deny"

@@ -1,0 +1,279 @@
+"""TrustMapping resources as a mapping source: each is judged with the file loader's rules,
+its Accepted condition is written only when it changes, names used by files are refused, and
+the watcher lists again after any failure. The cluster is a fake with the port's shape."""
+
+from __future__ import annotations
+
+import copy
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from exchanger.mapping_sources import merge
+from exchanger.mappings import MappingStore, parse_documents
+from exchanger.mappings.cluster import (
+    ClusterMappings,
+    Verdict,
+    WatchExpired,
+    accepted_condition,
+    judge,
+    status_change,
+)
+from kubegate.errors import UnavailableError
+from tests.support.wait import poll
+
+NOW = 1_800_000_000.0
+NAMESPACE = "kubegate"
+
+
+def resource(name: str, *, issuer: str = "github", generation: int = 1,
+             status: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "apiVersion": "kubegate.io/v1alpha1", "kind": "TrustMapping",
+        "metadata": {"name": name, "namespace": NAMESPACE, "generation": generation,
+                     "uid": f"uid-{name}", "resourceVersion": "7",
+                     "managedFields": [{"manager": "kubectl"}]},
+        "spec": {"issuer": issuer, "claims": [{"claim": "repository_id", "equals": "74"}],
+                 "grant": {"cluster": "prod", "namespace": "web",
+                           "serviceAccount": "deployer"}, **spec},
+    }
+    if status is not None:
+        obj["status"] = status
+    return obj
+
+
+def verdict_of(obj: dict[str, Any], files: dict[str, str] | None = None) -> Verdict:
+    return judge(obj, namespace=NAMESPACE, file_sources=files or {},
+                 issuers=frozenset({"github"}), clusters=frozenset({"prod"}))
+
+
+class FakeApi:
+    """The TrustMappingApi port: a list, a queue of watch events, recorded status patches
+    (applied to the stored objects, as the API server would)."""
+
+    namespace = NAMESPACE
+
+    def __init__(self, objects: list[dict[str, Any]] | None = None) -> None:
+        self.objects = {o["metadata"]["name"]: o for o in objects or []}
+        self.events: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
+        self.patches: list[tuple[str, dict[str, Any]]] = []
+        self.list_failures: list[Exception] = []
+        self.lists = 0
+        self.closed = False
+
+    def list(self) -> tuple[list[dict[str, Any]], str]:
+        self.lists += 1
+        if self.list_failures:
+            raise self.list_failures.pop(0)
+        return [copy.deepcopy(o) for o in self.objects.values()], "10"
+
+    def watch(self, resource_version: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        while True:
+            event = self.events.get()
+            if event is None:
+                return
+            if event[0] == "EXPIRE":
+                raise WatchExpired("too old")
+            yield event
+
+    def stop_watch(self) -> None:
+        self.events.put(None)
+
+    def patch_status(self, name: str, status: dict[str, Any]) -> None:
+        self.patches.append((name, status))
+        if name in self.objects:
+            self.objects[name]["status"] = copy.deepcopy(status)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+# -- judging one resource ---------------------------------------------------------------
+
+
+def test_a_valid_resource_is_accepted_with_its_status_and_server_metadata_ignored() -> None:
+    verdict = verdict_of(resource("web", status={"conditions": []}))
+    assert verdict.accepted
+    assert verdict.mapping is not None and verdict.mapping.name == "web"
+    assert verdict.mapping.source == "TrustMapping kubegate/web"
+
+
+def test_an_unknown_issuer_is_invalid_with_the_loaders_message() -> None:
+    verdict = verdict_of(resource("web", issuer="gitlab"))
+    assert not verdict.accepted
+    assert verdict.message == "spec.issuer: unknown issuer 'gitlab' (configured: github)"
+
+
+def test_every_problem_is_in_the_message() -> None:
+    obj = resource("web", issuer="gitlab")
+    obj["spec"]["grant"]["maxLifetime"] = "1m"
+    message = verdict_of(obj).message
+    assert "spec.issuer: unknown issuer" in message
+    assert "spec.grant.maxLifetime: must be between 10m and 24h" in message
+
+
+def test_a_name_a_file_already_uses_is_refused_and_the_file_named() -> None:
+    verdict = verdict_of(resource("web"), files={"web": "web.yaml: document 1"})
+    assert not verdict.accepted
+    assert verdict.message == ("metadata.name: 'web' is already a file mapping "
+                               "(web.yaml: document 1); files win")
+
+
+# -- the Accepted condition ---------------------------------------------------------------
+
+
+def test_the_condition_is_written_when_missing() -> None:
+    change = status_change(resource("web", generation=3), verdict_of(resource("web")), NOW)
+    assert change == {"conditions": [{
+        "type": "Accepted", "status": "True", "reason": "Accepted", "message": "in effect",
+        "observedGeneration": 3, "lastTransitionTime": "2027-01-15T08:00:00Z"}]}
+
+
+def test_nothing_is_written_when_the_object_already_shows_the_verdict() -> None:
+    obj = resource("web")
+    obj["status"] = status_change(obj, verdict_of(obj), NOW)
+    assert status_change(obj, verdict_of(obj), NOW + 60) is None
+
+
+def test_a_new_generation_is_written_but_keeps_the_transition_time() -> None:
+    obj = resource("web")
+    obj["status"] = status_change(obj, verdict_of(obj), NOW)
+    obj["metadata"]["generation"] = 2
+    change = status_change(obj, verdict_of(obj), NOW + 60)
+    assert change is not None
+    (condition,) = change["conditions"]
+    assert condition["observedGeneration"] == 2
+    assert condition["lastTransitionTime"] == "2027-01-15T08:00:00Z"
+
+
+def test_a_flip_to_invalid_moves_the_transition_time_and_keeps_other_conditions() -> None:
+    obj = resource("web")
+    obj["status"] = status_change(obj, verdict_of(obj), NOW)
+    obj["status"]["conditions"].append({"type": "Reviewed", "status": "True"})
+    obj["spec"]["issuer"] = "gitlab"
+    change = status_change(obj, verdict_of(obj), NOW + 60)
+    assert change is not None
+    assert change["conditions"][0] == {"type": "Reviewed", "status": "True"}
+    condition = accepted_condition({"status": change})
+    assert condition is not None
+    assert (condition["status"], condition["reason"]) == ("False", "Invalid")
+    assert condition["lastTransitionTime"] == "2027-01-15T08:01:00Z"
+
+
+# -- the source ------------------------------------------------------------------------------
+
+
+def source(api: FakeApi, files: dict[str, str] | None = None) -> ClusterMappings:
+    return ClusterMappings(api, known_issuers={"github"}, known_clusters={"prod"},
+                           file_sources=lambda: files or {}, clock=lambda: NOW,
+                           retry_seconds=0.05)
+
+
+def test_a_list_accepts_the_valid_resources_and_writes_each_status_once() -> None:
+    api = FakeApi([resource("web"), resource("bad", issuer="nope")])
+    mappings = source(api)
+    mappings.replace(api.list()[0])
+    assert [m.name for m in mappings.accepted()] == ["web"]
+    assert sorted(name for name, _ in api.patches) == ["bad", "web"]
+    mappings.replace(api.list()[0])  # the objects now show their statuses
+    assert len(api.patches) == 2
+
+
+def test_our_own_status_write_coming_back_as_an_event_writes_nothing() -> None:
+    api = FakeApi([resource("web")])
+    mappings = source(api)
+    mappings.replace(api.list()[0])
+    mappings.apply("MODIFIED", copy.deepcopy(api.objects["web"]))
+    assert len(api.patches) == 1
+
+
+def test_events_add_change_and_delete_mappings_and_report_each_change() -> None:
+    api = FakeApi()
+    changes: list[tuple[str, ...]] = []
+    mappings = source(api)
+    mappings.on_change = lambda: changes.append(tuple(m.name for m in mappings.accepted()))
+    mappings.replace([])
+    mappings.apply("ADDED", resource("web"))
+    mappings.apply("ADDED", resource("api"))
+    mappings.apply("BOOKMARK", {"metadata": {"resourceVersion": "12"}})
+    mappings.apply("MODIFIED", resource("api", issuer="nope", generation=2))
+    mappings.apply("DELETED", resource("web"))
+    assert changes == [("web",), ("api", "web"), ("web",), ()]
+
+
+def test_a_file_taking_a_resources_name_refuses_it_on_the_next_reconcile() -> None:
+    api = FakeApi([resource("web")])
+    files: dict[str, str] = {}
+    mappings = ClusterMappings(api, known_issuers={"github"}, known_clusters={"prod"},
+                               file_sources=lambda: files, clock=lambda: NOW)
+    mappings.replace(api.list()[0])
+    files["web"] = "team.yaml: document 2"
+    mappings.reconcile()
+    assert mappings.accepted() == ()
+    condition = accepted_condition(api.objects["web"])
+    assert condition is not None and condition["status"] == "False"
+    assert "team.yaml: document 2" in condition["message"]
+
+
+def test_a_failed_status_write_is_logged_and_tried_again_later(
+        caplog: pytest.LogCaptureFixture) -> None:
+    api = FakeApi([resource("web")])
+    calls: list[str] = []
+
+    def refuse(name: str, status: dict[str, Any]) -> None:
+        calls.append(name)
+        raise UnavailableError("KUBERNETES_UNAVAILABLE", "patch: the API server answered 503")
+
+    api.patch_status = refuse  # type: ignore[method-assign]
+    mappings = source(api)
+    mappings.replace(api.list()[0])
+    mappings.reconcile()
+    assert calls == ["web", "web"]
+    assert [m.name for m in mappings.accepted()] == ["web"]
+    assert "status not written: patch: the API server answered 503" in caplog.text
+
+
+def test_the_merged_set_leaves_out_a_resource_named_like_a_file_mapping() -> None:
+    files = MappingStore(lambda: parse_documents_set("web"))
+    api = FakeApi([resource("web"), resource("api")])
+    mappings = source(api)  # not yet told about the file: both resources accepted
+    mappings.replace(api.list()[0])
+    merged = merge(files, mappings)
+    assert sorted(m.name for m in merged.mappings) == ["api", "web"]
+    assert merged.get("web") is not None
+    assert merged.get("web").source == "team.yaml: document 1"  # type: ignore[union-attr]
+
+
+def parse_documents_set(name: str) -> Any:
+    from exchanger.mappings import MappingSet
+
+    text = (f"apiVersion: kubegate.io/v1alpha1\nkind: TrustMapping\nmetadata: {{name: {name}}}\n"
+            "spec:\n  issuer: github\n  claims: [{claim: repository_id, equals: '1'}]\n"
+            "  grant: {cluster: prod, namespace: web, serviceAccount: deployer}\n")
+    return MappingSet(mappings=parse_documents(text, "team.yaml"))
+
+
+# -- the watcher thread ---------------------------------------------------------------------
+
+
+def test_the_watcher_syncs_follows_events_relists_after_failures_and_stops_promptly() -> None:
+    api = FakeApi([resource("web")])
+    api.list_failures = [UnavailableError("KUBERNETES_UNAVAILABLE", "list: 503")]
+    mappings = source(api)
+    synced = threading.Event()
+    mappings.when_synced(synced.set)
+    mappings.start()
+    try:
+        assert mappings.wait_synced(5)
+        assert synced.is_set()
+        assert api.lists == 2
+        api.events.put(("ADDED", resource("api")))
+        assert poll(lambda: len(mappings.accepted()) == 2, 5, 0.01)
+        api.events.put(("EXPIRE", {}))  # 410 Gone: list again at once
+        assert poll(lambda: api.lists == 3, 5, 0.01)
+    finally:
+        mappings.stop(timeout=5)
+    assert not any(t.name == "kubegate-trustmappings" for t in threading.enumerate())
