@@ -23,7 +23,7 @@ from prometheus_client import start_http_server
 
 from exchanger.audit.log import AuditLog
 from exchanger.audit.record import AuditRecord
-from exchanger.backends.base import ClusterAccess, CredentialBackend
+from exchanger.backends.base import CredentialBackend
 from exchanger.backends.discovery import DiscoveryServer
 from exchanger.backends.reaper import SessionReaper
 from exchanger.backends.selfissued import (
@@ -47,6 +47,7 @@ from exchanger.verify.issuers import IssuerConfig, KubernetesCluster
 from exchanger.verify.keys import BackgroundRefresher, KeyCache
 from exchanger.verify.verifier import Verifier
 from kubegate.addresses import HostPort, parse_address, parse_host_port
+from kubegate.credential import ClusterInfo
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +104,9 @@ def _clients(config: Config) -> dict[str, KubernetesClient]:
     }
 
 
-def _cluster_access(cluster: ClusterConfig) -> ClusterAccess:
+def _cluster_access(cluster: ClusterConfig) -> ClusterInfo:
     ca = cluster.ca_file.read_bytes() if cluster.ca_file and cluster.ca_file.exists() else b""
-    return ClusterAccess(name=cluster.name, server=cluster.server,
+    return ClusterInfo(name=cluster.name, server=cluster.server,
                          certificate_authority_data=ca, namespace="")
 
 

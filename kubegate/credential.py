@@ -21,9 +21,9 @@ class ClusterInfo:
     server: str
     certificate_authority_data: bytes = field(repr=False)
     namespace: str
-    service_account: str
-    user: str
-    groups: tuple[str, ...]
+    service_account: str = ""
+    user: str = ""
+    groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,6 +1,6 @@
 """A GitHub-Actions-shaped subject-token issuer for benchmarks: an RSA-2048 key that the
 exchanger trusts as static keys (no network in the measured path), and RS256 tokens with
-GitHub's claim set (`exchanger.demo.github_job_claims`).
+GitHub's claim set (`kubegate.commands.demo_scene.github_job_claims`).
 
 The key is written to a PEM file so that load-generator processes can mint tokens too.
 """
@@ -17,7 +17,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from exchanger.demo import REPOSITORY_ID, github_job_claims, public_jwk
+from kubegate.commands.demo_scene import REPOSITORY_ID, github_job_claims, public_jwk
 
 ISSUER_NAME = "github"
 ISSUER_URL = "https://token.actions.githubusercontent.com"

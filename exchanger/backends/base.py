@@ -12,6 +12,7 @@ from typing import Protocol
 
 from exchanger.identity import Identity
 from exchanger.mappings.model import Grant
+from kubegate.credential import ClusterInfo
 
 MIN_LIFETIME = 600  # TokenRequest's floor; self-issued tokens keep the same floor
 SERVICE_ACCOUNT_TOKEN_TYPE = "urn:kubegate:token-type:kubernetes-service-account"  # noqa: S105 - a type URN
@@ -33,26 +34,13 @@ class IssueRequest:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ClusterAccess:
-    """What a client needs for a kubeconfig, besides the credential."""
-
-    name: str
-    server: str
-    certificate_authority_data: bytes
-    namespace: str
-    service_account: str = ""
-    user: str = ""
-    groups: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, kw_only=True)
 class IssuedCredential:
     token: str = field(repr=False)  # a secret: never in repr, logs or errors
     token_type: str
     token_id: str
     expires_at: int
     session_id: str
-    cluster: ClusterAccess
+    cluster: ClusterInfo
     bound_to: str  # e.g. "Pod ci/pipeline-abc", "Secret web/kubegate-session-..", "self-issued"
 
 

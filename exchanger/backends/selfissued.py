@@ -24,10 +24,10 @@ from jwt.algorithms import ECAlgorithm
 
 from exchanger.backends.base import (
     JWT_TOKEN_TYPE,
-    ClusterAccess,
     IssuedCredential,
     IssueRequest,
 )
+from kubegate.credential import ClusterInfo
 from kubegate.files import write_secret_file
 
 Clock = Callable[[], float]
@@ -85,7 +85,7 @@ class SelfIssuedSigner:
             "id_token_signing_alg_values_supported": ["ES256"],
         }
 
-    def issue(self, request: IssueRequest, cluster: ClusterAccess) -> IssuedCredential:
+    def issue(self, request: IssueRequest, cluster: ClusterInfo) -> IssuedCredential:
         grant = request.grant
         if not grant.user:
             raise ValueError("a self-issued grant names a user")
@@ -104,7 +104,7 @@ class SelfIssuedSigner:
         }
         token = jwt.encode(claims, self._key, algorithm="ES256",
                            headers={"kid": self._jwk["kid"], "typ": "JWT"})
-        cluster = ClusterAccess(
+        cluster = ClusterInfo(
             name=cluster.name, server=cluster.server,
             certificate_authority_data=cluster.certificate_authority_data,
             namespace=grant.namespace, user=grant.user, groups=tuple(grant.groups),
@@ -120,7 +120,7 @@ class SelfIssuedSigner:
 class SelfIssuedBackend:
     """The CredentialBackend of one cluster that trusts a SelfIssuedSigner."""
 
-    def __init__(self, signer: SelfIssuedSigner, cluster: ClusterAccess) -> None:
+    def __init__(self, signer: SelfIssuedSigner, cluster: ClusterInfo) -> None:
         self._signer, self._cluster = signer, cluster
 
     def issue(self, request: IssueRequest) -> IssuedCredential:

@@ -20,7 +20,6 @@ from typing import Any
 
 from exchanger.backends.base import (
     SERVICE_ACCOUNT_TOKEN_TYPE,
-    ClusterAccess,
     IssuedCredential,
     IssueRequest,
 )
@@ -34,6 +33,7 @@ from exchanger.kube.port import (
     KubeApi,
     ObjectRef,
 )
+from kubegate.credential import ClusterInfo
 
 
 def _object(value: object) -> Mapping[str, Any]:
@@ -66,7 +66,7 @@ def token_id(token: str) -> str:
 
 
 class TokenRequestBackend:
-    def __init__(self, *, api: KubeApi, cluster: ClusterAccess,
+    def __init__(self, *, api: KubeApi, cluster: ClusterInfo,
                  cluster_issuers: frozenset[str], clock: Callable[[], float],
                  default_audiences: tuple[str, ...] = ()):
         """cluster_issuers: the configured issuer names whose tokens come from this cluster."""
@@ -102,7 +102,7 @@ class TokenRequestBackend:
             token=granted.token, token_type=SERVICE_ACCOUNT_TOKEN_TYPE,
             token_id=token_id(granted.token), expires_at=granted.expires_at,
             session_id=request.session_id,
-            cluster=ClusterAccess(
+            cluster=ClusterInfo(
                 name=self._cluster.name, server=self._cluster.server,
                 certificate_authority_data=self._cluster.certificate_authority_data,
                 namespace=grant.namespace, service_account=grant.service_account,

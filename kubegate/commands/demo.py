@@ -21,7 +21,9 @@ from pathlib import Path
 
 from exchanger.audit.chain import verify_chain
 from exchanger.config import build_config
-from exchanger.demo import (
+from exchanger.server import RunningExchanger, start_exchanger
+from kubegate.client.rpc import ExchangeClient
+from kubegate.commands.demo_scene import (
     DEMO_JOBS,
     DEMO_MAPPING,
     MAPPING_NAME,
@@ -30,8 +32,6 @@ from exchanger.demo import (
     demo_config,
     free_port,
 )
-from exchanger.server import RunningExchanger, start_exchanger
-from kubegate.client.rpc import ExchangeClient
 from kubegate.credential import Credential
 from kubegate.errors import Code, ConfigError, ExchangeError, KubegateError
 from kubegate.kubeconfig import rfc3339

@@ -5,9 +5,11 @@
     ...
     proxy.stop()
 
-Modules: `headers` (pure head parsing and rewriting), `wire` (reader, body relay, pump),
-`upstream` (verified TLS to the apiserver), `listener` (loopback or Unix socket),
-`exchange` (one request), `record` (session records, metrics), `server` (`ApiProxy`).
+The HTTP/1.1 (parsing, smuggling refusal, header rules, re-framing, upgrades, back-pressure)
+is the shared sans-IO engine `kubegate.http`. Modules here: `upstream` (verified TLS to the
+apiserver), `listener` (loopback or Unix socket), `pump` (the sockets under the engine's
+relay), `exchange` (one request: credential, policy, error answers), `record` (session
+records, metrics), `server` (`ApiProxy`), `errors` (no credential).
 """
 
 from sidecar.proxy.server import ApiProxy

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from sidecar.proxy.errors import UpstreamTLSError, UpstreamUnreachableError
+from kubegate.http.errors import UpstreamTLSError, UpstreamUnreachableError
 
 CONNECT_TIMEOUT = 10.0
 _MAX_CONTEXTS = 8

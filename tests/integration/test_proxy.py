@@ -26,11 +26,12 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exchanger.client import ClusterInfo, Credential
+from kubegate.credential import ClusterInfo, Credential
 from sidecar.proxy import ApiProxy
 from tests.support.controlplane import ControlPlane
 from tests.support.kube import Cluster, Kubectl
 from tests.support.pki import TestCA
+from tests.unit.kubegate.test_http_smuggling import SMUGGLING
 
 POD_READER = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
 SESSION = "session-7f3a"
@@ -452,6 +453,86 @@ def test_an_upgraded_connection_relays_bytes_both_ways_with_only_the_credentials
     assert (record["status"], record["upgraded"], record["session_id"]) == (101, True, SESSION)
     assert record["bytes_received"] == len(stdin)
     assert record["bytes_sent"] == len(head) + len(UpgradeUpstream.GREETING) + len(stdin)
+    assert token not in json.dumps(records)
+
+
+# -- request smuggling, against a real loopback upstream -----------------------------------
+
+
+class CountingUpstream:
+    """A TLS server on 127.0.0.1 that keeps every byte each connection sent it, and answers
+    each request head with a small 200 and a close."""
+
+    def __init__(self, folder: Path) -> None:
+        ca = TestCA("kubegate-test-counting-upstream")
+        self.ca_pem = ca.cert_pem
+        cert, key = ca.issue_server(("127.0.0.1",)).write(folder, "counting")
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.load_cert_chain(cert, key)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"https://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.received: list[bytes] = []
+        self._thread = threading.Thread(target=self._serve)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                raw, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            self.received.append(b"")
+            with contextlib.suppress(OSError), \
+                    self._context.wrap_socket(raw, server_side=True) as tls:
+                tls.settimeout(5)
+                while b"\r\n\r\n" not in self.received[-1]:
+                    if not (data := tls.recv(65536)):
+                        break
+                    self.received[-1] += data
+                tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n"
+                            b"\r\n{}")
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        self._thread.join(timeout=10)
+
+
+def exchange_raw(proxy: ApiProxy, raw: bytes) -> bytes:
+    with socket.create_connection(host_port(proxy), timeout=10) as client:
+        client.sendall(raw)
+        answer = b""
+        while data := client.recv(65536):
+            answer += data
+    return answer
+
+
+def test_smuggling_requests_are_refused_400_and_not_one_byte_reaches_the_upstream(
+    start_proxy: StartProxy, records: Records, tmp_path: Path,
+) -> None:
+    upstream = CountingUpstream(tmp_path)
+    token = f"tok-{secrets.token_urlsafe(16)}"
+    proxy = start_proxy(lambda: make_credential(token, upstream.url, upstream.ca_pem))
+    start = b"POST /api/v1/namespaces/ci/pods HTTP/1.1\r\nHost: 127.0.0.1:8001\r\n"
+    smuggled = b"0\r\n\r\nGET /api/v1/secrets HTTP/1.1\r\nHost: x\r\n\r\n"
+    try:
+        for name, fields in SMUGGLING.items():
+            answer = exchange_raw(proxy, start + fields + b"\r\n" + smuggled)
+            assert answer.startswith(b"HTTP/1.1 400 "), name
+            assert answer.count(b"HTTP/1.1 ") == 1, name
+        assert upstream.received == []  # not a connection, let alone a byte
+
+        ok = exchange_raw(proxy, b"GET /api/ok HTTP/1.1\r\nHost: x\r\n\r\n")
+    finally:
+        upstream.close()
+
+    assert ok.startswith(b"HTTP/1.1 200 ") and ok.endswith(b"{}")
+    assert len(upstream.received) == 1  # the upstream counts what reaches it
+    assert upstream.received[0].startswith(b"GET /api/ok HTTP/1.1\r\n")
+    assert upstream.received[0].count(b"HTTP/1.1") == 1
+    assert wait_for(lambda: len(records) == len(SMUGGLING) + 1)
+    assert sorted(r["status"] for r in records) == [200] + [400] * len(SMUGGLING)
     assert token not in json.dumps(records)
 
 

@@ -1,4 +1,4 @@
-"""Hypothesis profiles for the fuzz properties (tests/unit/test_fuzz.py).
+"""Hypothesis profiles for the fuzz properties (tests/unit/exchanger/test_fuzz.py).
 
 `KUBEGATE_FUZZ_PROFILE` picks one: `ci` (the default: a bounded run that fits the suite's time
 budget) or `long` (20,000 examples per property, for a run before a release or after touching

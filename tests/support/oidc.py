@@ -4,6 +4,8 @@ An issuer is a TLS server on 127.0.0.1 (serving certificate from a `TestCA`) tha
 discovery document and a JWKS, and mints RS256 tokens whose header and claim set are the provider's
 (trust-policies-and-claims.md §6.1-6.2). The GitHub issuer also serves the job-side ID-token request
 endpoint of the Actions runtime (`ACTIONS_ID_TOKEN_REQUEST_URL`/`_TOKEN`, reply `{"value": jwt}`).
+This is test code, never shipped: `kubegate demo` runs its own small prop issuer
+(`kubegate/commands/demo_scene.py`); these add key rotation, JWKS faults and request counts.
 
 Invariants:
 - `url` is `https://127.0.0.1:<port>` with no trailing slash, and is the `iss` of every token.

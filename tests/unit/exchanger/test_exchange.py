@@ -10,10 +10,11 @@ import pytest
 
 from exchanger.audit.log import AuditWriteError
 from exchanger.audit.record import AuditRecord
-from exchanger.backends.base import ClusterAccess, IssuedCredential, IssueRequest
+from exchanger.backends.base import IssuedCredential, IssueRequest
 from exchanger.exchange import ExchangeInput, Exchanger, granted_lifetime
 from exchanger.identity import Identity
 from exchanger.mappings import Condition, Grant, MappingSet, Operator, TrustMapping
+from kubegate.credential import ClusterInfo
 from kubegate.errors import (
     InvalidRequestError,
     InvalidTokenError,
@@ -66,7 +67,7 @@ class FakeBackend:
         return IssuedCredential(
             token="issued.token.value", token_type="t", token_id="issued-jti",
             expires_at=NOW + request.lifetime, session_id=request.session_id,
-            cluster=ClusterAccess(name="prod", server="https://k8s", namespace="web",
+            cluster=ClusterInfo(name="prod", server="https://k8s", namespace="web",
                                   certificate_authority_data=b""),
             bound_to="Secret web/kubegate-session-1",
         )

@@ -3,8 +3,11 @@ demo's trust mapping, configuration and two jobs (one allowed, one denied).
 
 The issuer is an HTTPS server on 127.0.0.1 (a free port, a certificate from a throwaway
 `LocalCA`) that publishes a discovery document and a JWKS, and mints RS256 tokens shaped like
-GitHub's job ID tokens. It is a demo prop, not part of the exchanger: the exchanger trusts it
-the way it trusts any issuer, through configuration, and verifies its tokens with its own code.
+GitHub's job ID tokens. It is a demo prop, not part of the exchanger (which is why it lives
+with the command, not in `exchanger/`): the exchanger trusts it the way it trusts any issuer,
+through configuration, and verifies its tokens with its own code. The benchmarks mint their
+tokens with the same claim set. The test suite's issuers (`tests/support/oidc.py`) are test
+code: they add key rotation, fault injection and every claim of the real providers.
 
 Invariants: `url` has no trailing slash and is the `iss` of every token; the key is a real RSA
 2048 key; `stop()` closes the socket and joins the serving thread.
