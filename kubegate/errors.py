@@ -35,6 +35,7 @@ class Code(enum.Enum):
     UNIMPLEMENTED = "unimplemented"
     INTERNAL = "internal"
     UNAVAILABLE = "unavailable"
+    DATA_LOSS = "data-loss"
     UNAUTHENTICATED = "unauthenticated"
 
     @property
@@ -139,34 +140,39 @@ class ConfigError(KubegateError):
         return "invalid configuration:\n" + "\n".join(f"  {p}" for p in self.problems)
 
 
-class UsageError(KubegateError):
-    """A command was called wrongly (flags, files it needs): one line for its user."""
+class MessageError(KubegateError):
+    """An error that is one line for a person (a command's user, an operator reading a log):
+    the class gives the code and the stable reason, the caller gives the line."""
 
-    code = Code.INVALID_ARGUMENT
+    reason_name: ClassVar[str] = "ERROR"
 
-    def __init__(self, message: str) -> None:
-        super().__init__("USAGE", public_message=message)
+    def __init__(self, message: str, *, code: Code | None = None) -> None:
+        super().__init__(self.reason_name, public_message=message, code=code)
 
     def __str__(self) -> str:
         return self.public_message
 
 
-class SubjectTokenError(KubegateError):
+class UsageError(MessageError):
+    """A command was called wrongly (flags, files it needs): one line for its user."""
+
+    code = Code.INVALID_ARGUMENT
+    reason_name = "USAGE"
+
+
+class SubjectTokenError(MessageError):
     """The subject token could not be had. The message names where it should have come from,
     never a token. Transient when its source could not be reached or shed load."""
 
     code = Code.FAILED_PRECONDITION
+    reason_name = "NO_SUBJECT_TOKEN"
 
     def __init__(self, message: str, *, transient: bool = False) -> None:
-        super().__init__("NO_SUBJECT_TOKEN", public_message=message,
-                         code=Code.UNAVAILABLE if transient else None)
+        super().__init__(message, code=Code.UNAVAILABLE if transient else None)
 
     @property
     def transient(self) -> bool:
         return self.code.transient
-
-    def __str__(self) -> str:
-        return self.public_message
 
 
 class ExchangeError(KubegateError):

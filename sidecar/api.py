@@ -42,6 +42,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from kubegate import kubeconfig
 from kubegate.credential import Credential, credential_json
+from kubegate.errors import Code, MessageError
 from kubegate.socketapi import REQUEST_HEADER
 from sidecar.keeper import KeeperState
 
@@ -161,8 +162,11 @@ class SocketApi:
 # -- the socket -----------------------------------------------------------------------------
 
 
-class SocketInUseError(OSError):
+class SocketInUseError(MessageError, OSError):
     """The socket path is taken by a live server, or by something that is not a socket."""
+
+    code = Code.FAILED_PRECONDITION
+    reason_name = "SOCKET_IN_USE"
 
 
 def remove_stale_socket(path: Path) -> None:

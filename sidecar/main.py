@@ -24,6 +24,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from kubegate import kubeconfig
+from kubegate.addresses import parse_host_port
 from kubegate.client.once import exchange_once
 from kubegate.client.settings import token_source
 from kubegate.credential import Credential, rfc3339
@@ -141,8 +142,9 @@ def record_session(record: dict[str, Any]) -> None:
 def _start_metrics(listen: str, metrics: SidecarMetrics) -> Callable[[], None]:
     from prometheus_client import start_http_server
 
-    host, _, port = listen.rpartition(":")
-    server, thread = start_http_server(int(port), host.strip("[]"), registry=metrics.registry)
+    address = parse_host_port(listen)  # checked when the configuration was loaded
+    server, thread = start_http_server(address.port, address.bind_host,
+                                       registry=metrics.registry)
     log.info("metrics on http://%s/metrics", listen)
 
     def stop() -> None:

@@ -32,6 +32,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kubegate.errors import Code, MessageError
+
 GENESIS_HASH = "0" * 64
 CHAIN_FIELDS = frozenset({"seq", "prev", "hash"})
 
@@ -40,8 +42,11 @@ def _is_digest(text: str) -> bool:
     return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
-class ChainError(ValueError):
+class ChainError(MessageError):
     """A line that does not belong to a valid chain; the message says why."""
+
+    code = Code.DATA_LOSS
+    reason_name = "AUDIT_CHAIN_BROKEN"
 
 
 @dataclass(frozen=True, kw_only=True)

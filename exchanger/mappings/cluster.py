@@ -27,7 +27,7 @@ from typing import Any, Final, Protocol
 
 from exchanger.mappings.model import TrustMapping
 from exchanger.mappings.validate import parse_mapping
-from kubegate.errors import KubegateError
+from kubegate.errors import Code, KubegateError
 from kubegate.kubeconfig import rfc3339
 from kubegate.workers import BackgroundWorker
 
@@ -41,8 +41,13 @@ RETRY_SECONDS: Final = 2.0
 MAX_RETRY_SECONDS: Final = 30.0
 
 
-class WatchExpired(Exception):
+class WatchExpired(KubegateError):
     """The resourceVersion a watch started from is gone (410 Gone): list again."""
+
+    code = Code.UNAVAILABLE
+
+    def __init__(self, message: str) -> None:
+        super().__init__("WATCH_EXPIRED", message)
 
 
 class TrustMappingApi(Protocol):

@@ -21,7 +21,7 @@ import os
 import socket
 import sys
 
-from kubegate.errors import UnavailableError
+from kubegate.errors import Code, MessageError
 from kubegate.socketapi import (
     DEFAULT_SOCKET_PATH,
     EXEC_CREDENTIAL_PATH,
@@ -35,14 +35,11 @@ MAX_REPLY_BYTES = 1024 * 1024
 PROG = "kubegate credential"
 
 
-class PluginError(UnavailableError):
+class PluginError(MessageError):
     """One line for kubectl's user: what went wrong, and what to check."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__("SIDECAR_UNAVAILABLE", public_message=message)
-
-    def __str__(self) -> str:
-        return self.public_message
+    code = Code.UNAVAILABLE
+    reason_name = "SIDECAR_UNAVAILABLE"
 
 
 class ReplyError(PluginError):

@@ -39,14 +39,10 @@ from exchanger.mappings.load import (
 from exchanger.mappings.model import MappingSet, TrustMapping
 from exchanger.mappings.validate import parse_mapping
 from exchanger.verify.compact import parse_compact
-from kubegate.errors import ConfigError, KubegateError
+from kubegate.errors import ConfigError, KubegateError, UsageError
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 PROG = "kubegate mappings"
-
-
-class UsageError(Exception):
-    """Bad flags, an unreadable input, an invalid config: exit 2."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
