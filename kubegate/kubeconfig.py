@@ -7,7 +7,10 @@ Rules of this module:
   than now): a request is never sent with a token that expires on the way;
 - times are RFC 3339 in UTC with a `Z` (`2025-01-02T03:04:05Z`), as Kubernetes writes them;
 - an exec kubeconfig holds no secret: it names a command that fetches one when kubectl runs;
-- a kubeconfig that holds a token is written 0600 and atomically (`write_secret_file`).
+- a kubeconfig that holds a token is written 0600 and atomically (`write_secret_file`);
+- YAML (and the file helpers, with tempfile and shutil) are imported only to render and write
+  a kubeconfig: the exec plugin's cached path prints an ExecCredential (JSON) and should not
+  pay for them.
 """
 
 from __future__ import annotations
@@ -19,10 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-import yaml
-
 from kubegate.credential import ClusterInfo, Credential, rfc3339
-from kubegate.files import write_secret_file
 
 __all__ = ["exec_credential", "exec_kubeconfig", "render_kubeconfig", "rfc3339",
            "token_kubeconfig", "write_kubeconfig"]
@@ -112,9 +112,13 @@ def exec_kubeconfig(target: Credential | ClusterInfo, command: Sequence[str], *,
 def render_kubeconfig(document: Mapping[str, Any], *, as_json: bool = False) -> bytes:
     if as_json:
         return (json.dumps(document, indent=2) + "\n").encode()
+    import yaml
+
     return yaml.safe_dump(dict(document), sort_keys=False, default_flow_style=False).encode()
 
 
 def write_kubeconfig(path: Path, document: Mapping[str, Any]) -> None:
     """Write document as YAML (JSON when path ends in `.json`), 0600 and atomically."""
+    from kubegate.files import write_secret_file
+
     write_secret_file(path, render_kubeconfig(document, as_json=path.suffix == ".json"))

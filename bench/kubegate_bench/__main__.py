@@ -1,10 +1,10 @@
 """`python -m kubegate_bench [--quick | --smoke] [--only 1,3] [--out DIR] [--profile]`:
 run the benchmarks, print the table, write DIR/results.json and DIR/bench.png.
 
-Order: the in-process ones (4, 2), the self-issued load (1) and scale (7), then the ones that
-need the real control plane (3, 5), then memory (6, from what 1 and 5 recorded). A benchmark
-that breaks is reported as an error and the rest still run; the exit status is 1 then.
-Missing a target is a result, not an error.
+Order: the in-process ones (4, 2), the self-issued load (1), scale (7) and exec plugin (8),
+then the ones that need the real control plane (3, 5), then memory (6, from what 1 and 5
+recorded). A benchmark that breaks is reported as an error and the rest still run; the exit
+status is 1 then. Missing a target is a result, not an error.
 """
 
 from __future__ import annotations
@@ -27,15 +27,16 @@ from kubegate_bench import (
     b5_sidecar,
     b6_memory,
     b7_scale,
+    b8_exec_cache,
     kube_env,
     report,
 )
 from kubegate_bench.common import SIZES, Context, Mode, Outcome
 
-ALL = ("4", "2", "1", "7", "3", "5", "6")
+ALL = ("4", "2", "1", "7", "8", "3", "5", "6")
 TITLES = {"1": b1_throughput.TITLE, "2": b2_verify.TITLE, "3": b3_tokenrequest.TITLE,
           "4": b4_mappings.TITLE, "5": b5_sidecar.TITLE, "6": b6_memory.TITLE,
-          "7": b7_scale.TITLE}
+          "7": b7_scale.TITLE, "8": b8_exec_cache.TITLE}
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "out"
 
 
@@ -107,7 +108,8 @@ def _dispatch(bench: str, ctx: Context, env: kube_env.KubeEnv | None, env_error:
     if bench == "6":
         return b6_memory.run(ctx, outcomes)
     runs: dict[str, Callable[[Context], Outcome]] = {
-        "1": b1_throughput.run, "2": b2_verify.run, "4": b4_mappings.run, "7": b7_scale.run}
+        "1": b1_throughput.run, "2": b2_verify.run, "4": b4_mappings.run, "7": b7_scale.run,
+        "8": b8_exec_cache.run}
     return runs[bench](ctx)
 
 

@@ -31,6 +31,7 @@ class Sizes:
     socket_calls: int = 3000  # b5: credential GETs over the socket
     cold_starts: int = 20  # b5: runs of each command
     kubectl_runs: int = 20  # b5: runs of kubectl get each way
+    exec_calls: int = 20  # b8: exec plugin runs each way (cache miss, cache hit, floor)
     idle_seconds: float = 5.0  # b6: how long the sidecar idles before its RSS is read
     sidecars: int = 1000  # b7
     scale_seconds: float = 180.0
@@ -41,10 +42,11 @@ SIZES: dict[str, Sizes] = {
     "full": Sizes(),
     "quick": Sizes(load_seconds=2.0, load_warmup=0.5, verify_rounds=1500, repeats=5,
                    match_rounds=1000, kube_calls=60, socket_calls=1000, cold_starts=8,
-                   kubectl_runs=6, idle_seconds=2.0, sidecars=50, scale_seconds=20.0),
+                   kubectl_runs=6, exec_calls=8, idle_seconds=2.0, sidecars=50,
+                   scale_seconds=20.0),
     "smoke": Sizes(load_seconds=0.3, load_warmup=0.1, token_pool=40, verify_rounds=30,
                    repeats=2, match_rounds=20, kube_calls=4, socket_calls=20, cold_starts=2,
-                   kubectl_runs=1, idle_seconds=0.2, sidecars=4, scale_seconds=3.0,
+                   kubectl_runs=1, exec_calls=2, idle_seconds=0.2, sidecars=4, scale_seconds=3.0,
                    time_scale=60.0),
 }
 

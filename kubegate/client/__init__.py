@@ -1,1 +1,2 @@
-"""The client side of an exchange: the gRPC exchange client and subject-token sources."""
+"""The client side of an exchange: the gRPC exchange client, subject-token sources, and the
+exec plugin's credential cache."""

@@ -17,9 +17,12 @@ from kubegate.credential import Credential
 from kubegate.errors import UsageError
 
 
-def exchange_once(settings: ExchangeSettings, *, timeout: float = 10.0, attempts: int = 4,
+def exchange_once(settings: ExchangeSettings, *, token: str | None = None,
+                  timeout: float = 10.0, attempts: int = 4,
                   retry_budget: float = 30.0) -> Credential:
-    token = token_source(settings.token_source).read()
+    """token: the subject token when the caller already read it from the settings' source."""
+    if token is None:
+        token = token_source(settings.token_source).read()
     try:
         with ExchangeClient(settings.target, ca_file=settings.ca_file,
                             plaintext=settings.plaintext, timeout=timeout, attempts=attempts,

@@ -11,25 +11,24 @@ Rules of this module:
   denied token was replaced; None when that cannot be known without asking for a new token;
 - the ID-token request goes over https (http only to a loopback host), follows no redirects
   (they would carry the runtime's bearer token elsewhere), reads at most 64 KiB, and is
-  retried only when the runtime could not be reached or answered 429 or 5xx.
+  retried only when the runtime could not be reached or answered 429 or 5xx;
+- the HTTP client, TLS and retry libraries are imported only when an ID token is fetched: the
+  exec plugin reads a file or a variable on a cache hit and should not pay for them.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
-import ssl
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlencode, urlsplit, urlunsplit
-
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from kubegate.addresses import HostPort
 from kubegate.errors import SubjectTokenError
+
+if TYPE_CHECKING:
+    import urllib.request
 
 __all__ = ["EnvTokenSource", "FileTokenSource", "GitHubActionsTokenSource",
            "GitLabTokenSource", "SubjectTokenError", "SubjectTokenSource", "fingerprint_of",
@@ -129,6 +128,15 @@ class GitHubActionsTokenSource:
         return "the GitHub Actions ID-token endpoint"
 
     def read(self) -> str:
+        import urllib.request
+
+        from tenacity import (
+            Retrying,
+            retry_if_exception,
+            stop_after_attempt,
+            wait_exponential_jitter,
+        )
+
         check_id_token_url(self._request_url)
         request = urllib.request.Request(  # noqa: S310 - scheme checked above
             id_token_url(self._request_url, self._audience), headers={
@@ -166,6 +174,9 @@ def check_id_token_url(url: str) -> None:
 
 def _opener() -> urllib.request.OpenerDirector:
     """http(s) and nothing else: no redirects, no proxies, no other schemes."""
+    import ssl
+    import urllib.request
+
     opener = urllib.request.OpenerDirector()
     for handler in (urllib.request.HTTPSHandler(context=ssl.create_default_context()),
                     urllib.request.HTTPHandler(), urllib.request.HTTPErrorProcessor(),
@@ -175,6 +186,10 @@ def _opener() -> urllib.request.OpenerDirector:
 
 
 def _get(request: urllib.request.Request, timeout: float, max_bytes: int) -> bytes:
+    import http.client
+    import ssl
+    import urllib.error
+
     where = urlsplit(request.full_url)._replace(query="").geturl()  # the query may be a secret
     prefix = "the GitHub Actions ID-token endpoint"
     try:

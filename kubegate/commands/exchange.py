@@ -5,10 +5,21 @@ variable, or (in a GitHub Actions job with `permissions: id-token: write`) a fre
 fetched from the Actions runtime. The result is printed as JSON or as an ExecCredential, or
 written to a kubeconfig (0600, atomically): one that holds the credential, or
 (`--exec-kubeconfig`) one that holds no secret and whose exec plugin repeats this exchange
-whenever kubectl needs a credential (CI jobs: nothing usable is left).
+whenever kubectl needs a credential.
+
+As that exec plugin (`--output exec-credential`) it keeps the credential in a 0600 file of the
+user's cache folder (`kubegate.client.cache`) and hands it out again until shortly before it
+expires, so ten kubectl commands make one exchange, not ten; `--exec-kubeconfig`'s check
+exchange fills that cache. `--no-cache` (kept in the plugin's command) turns it off. CI
+integrations point `KUBEGATE_CACHE_DIR` into the job's own temporary folder, so nothing
+usable is left once the job's subject token and that folder are gone.
 
 Rules of this command:
 - it is an edge: `run` reads `os.environ` once and passes it down; nothing below reads it;
+- only the exec plugin's output and `--exec-kubeconfig` use the credential cache: a credential
+  printed as JSON or written to a kubeconfig goes to someone who keeps it themselves;
+- a cache that cannot be used (a folder others may enter) costs a warning line and an
+  exchange, never the call;
 - a failure is one line on stderr (never a traceback, never a token) and an exit status:
   0 ok, 1 the exchange (or fetching the subject token) was denied or failed, 2 usage or
   configuration error (bad flags, an unreadable or empty token, a plaintext remote target,
@@ -20,14 +31,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from kubegate import kubeconfig
-from kubegate.client.once import exchange_once
+from kubegate.client.cache import CACHE_DIR_ENV, CredentialCache, cache_folder
+from kubegate.client.cached_exchange import exchange_with_cache
 from kubegate.client.settings import ExchangeSettings, read_exchange_settings
 from kubegate.commands.clientflags import add_exchange_flags
 from kubegate.configread import FlagsOrEnv
@@ -51,12 +62,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="check the grant with one exchange, then write a kubeconfig "
                         "that holds no secret: its user runs this same exchange (an exec "
                         "plugin) whenever kubectl needs a credential")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="the exec plugin's output (and --exec-kubeconfig) keeps the "
+                        "credential in the user's cache folder ($" + CACHE_DIR_ENV + ", else "
+                        "$XDG_CACHE_HOME/kubegate/credentials) until shortly before it "
+                        "expires; this exchanges every time instead")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args, os.environ)
-        credential = exchange_once(settings)
+        credential = obtain(args, settings, os.environ)
     except UsageError as error:
         return fail(str(error), EXIT_USAGE)
     except SubjectTokenError as error:
@@ -77,14 +93,36 @@ def load_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Excha
     return settings
 
 
+def obtain(args: argparse.Namespace, settings: ExchangeSettings,
+           environ: Mapping[str, str]) -> Credential:
+    """The credential: through the cache for the exec plugin's paths, else one exchange."""
+    def exchange(token: str | None) -> Credential:
+        from kubegate.client.once import exchange_once  # grpc: only when an exchange is made
+
+        return exchange_once(settings, token=token)
+
+    cached = args.output == "exec-credential" or args.exec_kubeconfig is not None
+    if args.no_cache or not cached:
+        return exchange(None)
+    cache = CredentialCache(cache_folder(environ))
+    if problem := cache.prepare():
+        print(f"{PROG}: warning: credential cache not used: {problem}", file=sys.stderr)
+        return exchange(None)
+    return exchange_with_cache(settings, cache, exchange,
+                               refresh=args.exec_kubeconfig is not None)
+
+
 def fail(message: str, status: int) -> int:
     print(f"{PROG}: {' '.join(message.split())}", file=sys.stderr)
     return status
 
 
-def plugin_command(settings: ExchangeSettings) -> list[str]:
+def plugin_command(settings: ExchangeSettings, *, cache: bool = True) -> list[str]:
     """This exchange as an exec plugin's command: same exchanger, role, lifetime, audiences
-    and subject-token source, printing an ExecCredential. Paths are made absolute."""
+    and subject-token source (and `--no-cache` when not cache), printing an ExecCredential.
+    Paths are made absolute."""
+    import shutil  # with zlib, bz2 and lzma: not for the exec plugin's every call
+
     command = [shutil.which("kubegate") or "kubegate", "exchange", "--server", settings.target]
     if settings.plaintext:
         command.append("--plaintext")
@@ -105,6 +143,8 @@ def plugin_command(settings: ExchangeSettings) -> list[str]:
         command += ["--gitlab-id-token", source.env_name]
     else:
         command += ["--github-actions", "--github-audience", source.github_audience]
+    if not cache:
+        command.append("--no-cache")
     return [*command, "--output", "exec-credential"]
 
 
@@ -121,7 +161,7 @@ def _emit(args: argparse.Namespace, settings: ExchangeSettings, credential: Cred
     cluster = credential.cluster
     if args.exec_kubeconfig is not None:
         document = kubeconfig.exec_kubeconfig(
-            credential, plugin_command(settings),
+            credential, plugin_command(settings, cache=not args.no_cache),
             install_hint="kubegate is not on PATH: pip install kubegate")
         if problem := write_kubeconfig(args.exec_kubeconfig, document):
             return fail(problem, EXIT_USAGE)

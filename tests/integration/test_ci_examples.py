@@ -5,8 +5,9 @@
   substituted, fresh GITHUB_ENV / GITHUB_OUTPUT / GITHUB_PATH files per step (read back as the
   runner does), RUNNER_TEMP, and the ACTIONS_ID_TOKEN_REQUEST_* variables pointing at the local
   GitHub issuer's ID-token endpoint. A later step's kubectl then has exactly the mapped
-  permission, no step prints a token unless it masked it first, and once the job's runtime
-  token is gone nothing left on disk is a usable credential.
+  permission, the whole job makes one exchange (the exec plugin's cache), no step prints a
+  token unless it masked it first, and once the job's runtime token is gone the only
+  credential on disk is the cache entry in RUNNER_TEMP, which the runner empties.
 - The GitLab template's before_script, the sample job's script and the after_script run with
   /bin/sh as a GitLab runner would, with KUBEGATE_ID_TOKEN from the local GitLab issuer.
 - Every in-cluster pod spec (plain Job, Tekton Task, Argo Workflow, Jenkins pod template)
@@ -23,6 +24,7 @@ import copy
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 import uuid
@@ -263,12 +265,20 @@ def test_the_github_action_makes_kubectl_work_in_later_steps_and_leaves_nothing_
     assert kubectl(later, "auth", "can-i", "list", "pods", "-n", "default").stdout.strip() == "no"
     assert unmasked_tokens(listed.stdout + listed.stderr) == []
 
-    # after the job: the runtime's request token is gone, and no file holds a credential
+    # one exchange for the whole job: the action's check filled the exec plugin's cache
+    assert [d["decision"] for d in target.exchanger.decisions()] == ["allow"]
+
+    # after the job: the runtime's request token is gone, and the only file holding a
+    # credential is the cache entry in RUNNER_TEMP, which the runner empties after every job
     after = {k: v for k, v in later.items() if not k.startswith("ACTIONS_ID_TOKEN_")}
     assert kubectl(after, "get", "pods", "-n", target.namespace).returncode != 0
+    cache = runner_temp / "kubegate" / "credentials"
+    assert run.env["KUBEGATE_CACHE_DIR"] == str(cache)
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
     for path in runner_temp.rglob("*"):
-        if path.is_file():
-            assert not JWT.search(path.read_text(errors="replace")), path
+        if path.is_file() and JWT.search(path.read_text(errors="replace")):
+            assert path.parent == cache and path.suffix == ".json", path
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert "token" not in json.dumps(yaml.safe_load(Path(kubeconfig).read_text())["users"])
 
 
@@ -348,6 +358,8 @@ def test_the_gitlab_template_exchanges_at_job_start_and_kubectl_works(
     assert JWT.findall(output) == []
     kept = tmp_path / "tmp" / "kubegate-302" / "kubeconfig"
     assert kept.is_file() and not JWT.search(kept.read_text())
+    assert [d["decision"] for d in target.exchanger.decisions()] == ["allow"]  # cache reused
+    assert list((kept.parent / "credentials").glob("*.json"))
 
     after = subprocess.run(["/bin/sh", "-e", "-c", "\n".join(base["after_script"])], env=env,
                            capture_output=True, text=True, timeout=30, check=False)

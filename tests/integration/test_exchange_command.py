@@ -46,6 +46,12 @@ spec:
 """
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exec plugin's credential cache in this test's folder, not the user's."""
+    monkeypatch.setenv("KUBEGATE_CACHE_DIR", str(tmp_path / "credential-cache"))
+
+
 @pytest.fixture
 def exchanger(start_test_exchanger: StartExchanger,
               github_issuer: GitHubActionsIssuer) -> TestExchanger:
@@ -176,6 +182,43 @@ def test_exec_credential_output_is_what_kubectl_reads(
     assert document["status"]["token"].count(".") == 2
     assert document["status"]["token"] != token
     assert RFC3339.match(document["status"]["expirationTimestamp"])
+
+
+def test_exec_credential_output_is_reused_from_the_cache_and_json_output_is_not(
+        exchanger: TestExchanger, github_issuer: GitHubActionsIssuer, tmp_path: Path) -> None:
+    env = {"T": allowed_token(github_issuer)}
+    plugin = [*server_args(exchanger), "--token-env", "T", "--output", "exec-credential"]
+    first, second = (kubegate_exchange(*plugin, env=env) for _ in range(2))
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert json.loads(first.stdout) == json.loads(second.stdout)
+    assert len(exchanger.decisions()) == 1
+    (entry,) = (tmp_path / "credential-cache").glob("*.json")
+    assert stat.S_IMODE(entry.stat().st_mode) == 0o600
+    assert env["T"] not in entry.read_text()  # the subject token is only a digest in the key
+
+    printed = [kubegate_exchange(*server_args(exchanger), "--token-env", "T", env=env)
+               for _ in range(2)]
+    assert all(result.returncode == 0 for result in printed)
+    assert len(exchanger.decisions()) == 3
+    uncached = kubegate_exchange(*plugin, "--no-cache", env=env)
+    assert uncached.returncode == 0 and len(exchanger.decisions()) == 4
+
+
+def test_a_cache_folder_others_may_enter_is_not_used_and_says_so(
+        exchanger: TestExchanger, github_issuer: GitHubActionsIssuer, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    env = {"T": allowed_token(github_issuer), "KUBEGATE_CACHE_DIR": str(shared)}
+    for _ in range(2):
+        result = kubegate_exchange(*server_args(exchanger), "--token-env", "T",
+                                   "--output", "exec-credential", env=env)
+        assert result.returncode == 0
+        assert json.loads(result.stdout)["kind"] == "ExecCredential"
+        assert "warning: credential cache not used" in result.stderr
+        assert_one_clean_line(result.stderr, env["T"])
+    assert len(exchanger.decisions()) == 2
+    assert list(shared.iterdir()) == []
 
 
 def test_kubeconfig_is_written_0600_and_the_token_is_not_printed(

@@ -76,3 +76,12 @@ def test_exec_kubeconfig_excludes_the_other_outputs() -> None:
     with pytest.raises(SystemExit):
         parse("--server", "h:1", "--token-env", "T", "--exec-kubeconfig", "k",
               "--kubeconfig", "k2")
+
+
+def test_no_cache_is_kept_in_the_plugin_command() -> None:
+    args = parse("--server", "h:1", "--token-env", "T", "--no-cache", "--exec-kubeconfig", "k")
+    assert args.no_cache is True
+    command = settings_command(load_settings(args, ENVIRON), cache=not args.no_cache)
+    assert command[-3:] == ["--no-cache", "--output", "exec-credential"]
+    assert "--no-cache" not in plugin_command(parse("--server", "h:1", "--token-env", "T",
+                                                    "--exec-kubeconfig", "k"))
