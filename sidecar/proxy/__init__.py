@@ -1,15 +1,19 @@
-"""Proxy mode: the sidecar relays a job's Kubernetes API requests with the credential injected.
+"""Proxy mode: the sidecar relays a job's Kubernetes API requests with the credential injected,
+so the job's kubectl points at the proxy and never holds a token. Modules: `listener`
+(loopback or Unix socket), `exchange` (one request: credential, policy, error answers),
+`pump` (the sockets under the engine's relay), `upstream` (verified TLS to the apiserver),
+`record` (session records, metrics), `server` (`ApiProxy`), `errors` (no credential).
 
     proxy = ApiProxy(keeper.current, "127.0.0.1:0", recorder=session_log.append)
     proxy.start()          # kubeconfig: server: http://<proxy.address>, no user credentials
     ...
     proxy.stop()
 
-The HTTP/1.1 (parsing, smuggling refusal, header rules, re-framing, upgrades, back-pressure)
-is the shared sans-IO engine `kubegate.http`. Modules here: `upstream` (verified TLS to the
-apiserver), `listener` (loopback or Unix socket), `pump` (the sockets under the engine's
-relay), `exchange` (one request: credential, policy, error answers), `record` (session
-records, metrics), `server` (`ApiProxy`), `errors` (no credential).
+Rules of this package:
+- the HTTP/1.1 (parsing, smuggling refusal, header rules, re-framing, upgrades, back-pressure)
+  is the shared sans-IO engine `kubegate.http`; this package does the I/O and the policy, and
+  parses no HTTP of its own;
+- it imports the shared package only, never the exchanger or the commands.
 """
 
 from sidecar.proxy.server import ApiProxy

@@ -1,5 +1,10 @@
-"""The proxy's one error of its own; the HTTP ones (malformed requests, upstream failures) are
-the engine's, in `kubegate.http.errors`, each with the status it is answered with."""
+"""The proxy's one error of its own: no credential to relay with. The HTTP ones (malformed
+requests, upstream failures) are the engine's, in `kubegate.http.errors`.
+
+Rules of this module:
+- like every kubegate error it carries a code, not a status: `kubegate.http.http_status`
+  turns it into one (UNAVAILABLE: 503) where the answer is written.
+"""
 
 from __future__ import annotations
 
@@ -11,5 +16,5 @@ class NoCredentialError(HttpError):
     """The keeper has no valid credential (yet, or any more): nothing to relay with."""
 
     code = Code.UNAVAILABLE
-    status, phrase, reason_code = 503, "Service Unavailable", "NO_CREDENTIAL"
+    reason_code = "NO_CREDENTIAL"
     default_message = "no valid credential yet"

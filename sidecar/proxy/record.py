@@ -1,6 +1,11 @@
 """What the proxy tells about each request it relayed: the session record for the recorder,
-and Prometheus metrics. Both are built from a `ProxiedRequest`, which holds no secret: the
-token never leaves the header rewrite."""
+and Prometheus metrics, both built from a `ProxiedRequest`.
+
+Rules of this module:
+- a `ProxiedRequest` holds no secret: the token never leaves the header rewrite, and the path
+  is the client's (Kubernetes API paths carry none);
+- metric labels are bounded: the status code only, never a path or a user.
+"""
 
 from __future__ import annotations
 

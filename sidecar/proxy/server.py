@@ -2,7 +2,7 @@
 the current credential's apiserver with that credential's bearer token, so a job's kubectl
 points at `http://127.0.0.1:PORT` and never holds a token.
 
-Rules of the module:
+Rules of this module:
 - One thread per client connection and one request per connection (answers carry
   `Connection: close`); the accept loop and every connection thread end in `stop()`, which
   shuts down the sockets they wait on instead of waiting for the peers.
@@ -24,8 +24,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from sidecar.proxy.exchange import CredentialSource, Exchange
-from sidecar.proxy.listener import ListenAddress, bind, describe, parse_listen
+from kubegate.addresses import Address, UnixSocket
+from sidecar.proxy.forward import CredentialSource, ForwardedRequest
+from sidecar.proxy.listener import bind, describe, parse_listen
 from sidecar.proxy.record import ProxiedRequest, ProxyMetrics, session_record
 from sidecar.proxy.upstream import TLSConnector
 
@@ -75,7 +76,7 @@ class ApiProxy:
     def __init__(self, credentials: CredentialSource, listen: str,
                  recorder: Recorder | None = None,
                  registry: CollectorRegistry | None = None) -> None:
-        self._listen: ListenAddress = parse_listen(listen)
+        self._listen: Address = parse_listen(listen)
         self._credentials, self._recorder = credentials, recorder
         self._metrics = ProxyMetrics(registry)
         self._connector = TLSConnector()
@@ -118,7 +119,7 @@ class ApiProxy:
         self._wake[1].send(b"x")
         self._accepting.join()
         self._listener.close()
-        if self._listen.path is not None:
+        if isinstance(self._listen, UnixSocket):
             self._listen.path.unlink(missing_ok=True)
         with self._lock:
             connections = dict(self._connections)
@@ -169,9 +170,9 @@ class ApiProxy:
 
     def _serve(self, connection: _Connection, client: socket.socket) -> None:
         try:
-            exchange = Exchange(client, credentials=self._credentials,
-                                connector=self._connector, track=connection.track)
-            request = exchange.run()
+            forwarded = ForwardedRequest(client, credentials=self._credentials,
+                                         connector=self._connector, track=connection.track)
+            request = forwarded.run()
         except Exception:  # a bug, not a disconnect: keep the proxy serving
             log.exception("proxy: unexpected error in a connection")
             request = None

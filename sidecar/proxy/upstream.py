@@ -1,6 +1,6 @@
 """The apiserver side: where a credential points, and verified TLS connections to it.
 
-Rules of the module:
+Rules of this module:
 - Verification is never off: the context trusts the credential's CA bundle (or the system's
   roots when the bundle is empty), checks the host name, and offers only `http/1.1` by ALPN
   (SPDY and WebSocket upgrades do not exist in HTTP/2).

@@ -1,8 +1,10 @@
 """Proxy mode against the real kube-apiserver and the real kubectl: a job's kubectl talks plain
 HTTP to the proxy with no credentials, and reaches the apiserver as the credential's service
-account, with exactly its permissions, whatever identity the client claims. Watches stream,
-upgraded connections (a test upstream stands in for the kubelet) relay both ways, and every
-request leaves one session record without the token."""
+account, with exactly its permissions, whatever identity the client claims (its exec upgrades
+included). Watches stream; upgraded connections relay both ways and pass a half-close on (a
+test upstream stands in for the kubelet, which does not run here); a smuggling request is
+answered 400 with not one byte sent upstream; and every request leaves one session record
+without the token."""
 
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from sidecar.proxy import ApiProxy
 from tests.support.controlplane import ControlPlane
 from tests.support.kube import Cluster, Kubectl
 from tests.support.pki import TestCA
-from tests.unit.kubegate.test_http_smuggling import SMUGGLING
+from tests.support.smuggling import MALFORMED_HEADS, SMUGGLING
 
 POD_READER = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
 SESSION = "session-7f3a"
@@ -227,6 +229,41 @@ def test_a_watch_through_the_proxy_sees_a_pod_created_after_it_started(
     assert wait_for(lambda: any("watch=true" in r["path"] for r in records))
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
     assert job.token not in caplog.text
+
+
+def test_kubectl_exec_upgrades_reach_the_apiserver_as_the_service_account_only(
+    job: Credential, cluster: Cluster, control_plane: ControlPlane, namespace: str,
+    start_proxy: StartProxy, records: Records, tmp_path: Path,
+) -> None:
+    """kubectl exec asks for a WebSocket upgrade, then SPDY/3.1. No kubelet runs here, so the
+    apiserver refuses both; what counts is who it refuses, and that its answer relays."""
+    cluster.create_pipeline_pod(namespace, "build-1", "job")
+    kubectl = JobKubectl(control_plane, start_proxy(lambda: job), tmp_path)
+    service_account = f"system:serviceaccount:{namespace}:job"
+
+    refused = kubectl.run("exec", "-n", namespace, "build-1", "--", "true")
+    assert refused.returncode != 0
+    assert "unable to upgrade connection" in refused.stderr
+    assert (f'User "{service_account}" cannot create resource "pods/exec"'
+            in refused.stderr)
+    as_admin = kubectl.run("exec", "-n", namespace, "build-1", "--as=system:admin",
+                           "--as-group=system:masters", "--", "true")
+    assert f'User "{service_account}" cannot create resource "pods/exec"' in as_admin.stderr
+
+    cluster.create_role(namespace, "pod-exec", [
+        {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]}])
+    cluster.bind_role(namespace, "pod-exec", service_account=(namespace, "job"))
+
+    def reaches_the_exec_handler() -> bool:
+        result = kubectl.run("exec", "-i", "-n", namespace, "build-1", "--", "true")
+        return "pod build-1 does not have a host assigned" in result.stderr
+
+    assert wait_for(reaches_the_exec_handler, timeout=20)
+    exec_records = [r for r in records if "/pods/build-1/exec?" in r["path"]]
+    assert {(r["method"], r["status"]) for r in exec_records} >= {
+        ("GET", 403), ("POST", 403), ("GET", 400), ("POST", 400)}  # WebSocket, then SPDY
+    assert not [r for r in exec_records if r["upgraded"]]
+    assert job.token not in json.dumps(records)
 
 
 def test_each_request_leaves_one_session_record_and_metric_without_the_token(
@@ -456,14 +493,17 @@ def test_an_upgraded_connection_relays_bytes_both_ways_with_only_the_credentials
     assert token not in json.dumps(records)
 
 
-# -- request smuggling, against a real loopback upstream -----------------------------------
+# -- header rules and request smuggling, against a real loopback upstream ------------------
 
 
 class CountingUpstream:
     """A TLS server on 127.0.0.1 that keeps every byte each connection sent it, and answers
-    each request head with a small 200 and a close."""
+    each request head with answer (a small 200 and a close unless told)."""
 
-    def __init__(self, folder: Path) -> None:
+    OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+
+    def __init__(self, folder: Path, answer: bytes = OK) -> None:
+        self._answer = answer
         ca = TestCA("kubegate-test-counting-upstream")
         self.ca_pem = ca.cert_pem
         cert, key = ca.issue_server(("127.0.0.1",)).write(folder, "counting")
@@ -489,8 +529,7 @@ class CountingUpstream:
                     if not (data := tls.recv(65536)):
                         break
                     self.received[-1] += data
-                tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n"
-                            b"\r\n{}")
+                tls.sendall(self._answer)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -515,12 +554,16 @@ def test_smuggling_requests_are_refused_400_and_not_one_byte_reaches_the_upstrea
     token = f"tok-{secrets.token_urlsafe(16)}"
     proxy = start_proxy(lambda: make_credential(token, upstream.url, upstream.ca_pem))
     start = b"POST /api/v1/namespaces/ci/pods HTTP/1.1\r\nHost: 127.0.0.1:8001\r\n"
-    smuggled = b"0\r\n\r\nGET /api/v1/secrets HTTP/1.1\r\nHost: x\r\n\r\n"
+    smuggled = b"GET /api/v1/secrets HTTP/1.1\r\nHost: x\r\n\r\n"
+    attempts = {name: start + fields + b"\r\n0\r\n\r\n" + smuggled
+                for name, fields in SMUGGLING.items()}
+    attempts |= {name: head + smuggled for name, head in MALFORMED_HEADS.items()}
     try:
-        for name, fields in SMUGGLING.items():
-            answer = exchange_raw(proxy, start + fields + b"\r\n" + smuggled)
+        for name, raw in attempts.items():
+            answer = exchange_raw(proxy, raw)
             assert answer.startswith(b"HTTP/1.1 400 "), name
             assert answer.count(b"HTTP/1.1 ") == 1, name
+            assert b"Connection: close\r\n" in answer, name
         assert upstream.received == []  # not a connection, let alone a byte
 
         ok = exchange_raw(proxy, b"GET /api/ok HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -531,8 +574,43 @@ def test_smuggling_requests_are_refused_400_and_not_one_byte_reaches_the_upstrea
     assert len(upstream.received) == 1  # the upstream counts what reaches it
     assert upstream.received[0].startswith(b"GET /api/ok HTTP/1.1\r\n")
     assert upstream.received[0].count(b"HTTP/1.1") == 1
-    assert wait_for(lambda: len(records) == len(SMUGGLING) + 1)
-    assert sorted(r["status"] for r in records) == [200] + [400] * len(SMUGGLING)
+    assert wait_for(lambda: len(records) == len(attempts) + 1)
+    assert sorted(r["status"] for r in records) == [200] + [400] * len(attempts)
+    assert token not in json.dumps(records)
+
+
+def test_the_upstream_sees_only_the_credential_and_the_client_no_hop_by_hop_header(
+    start_proxy: StartProxy, records: Records, tmp_path: Path,
+) -> None:
+    upstream = CountingUpstream(tmp_path, answer=(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close, X-Hop\r\n"
+        b"Keep-Alive: timeout=5\r\nX-Hop: 1\r\nProxy-Authenticate: Basic\r\n"
+        b"Audit-Id: c0ffee\r\nContent-Length: 2\r\n\r\n{}"))
+    token = f"tok-{secrets.token_urlsafe(16)}"
+    proxy = start_proxy(lambda: make_credential(token, upstream.url, upstream.ca_pem))
+    try:
+        answer = exchange_raw(proxy, (
+            b"GET /api/v1/namespaces/ci/pods HTTP/1.1\r\nHost: 127.0.0.1:8001\r\n"
+            b"Authorization: Bearer bogus\r\nauthorization: Basic eDp5\r\n"
+            b"Proxy-Authorization: Basic eDp5\r\nImpersonate-User: system:admin\r\n"
+            b"IMPERSONATE-GROUP: system:masters\r\nImpersonate-Uid: 0\r\n"
+            b"impersonate-extra-scopes: all\r\nConnection: keep-alive, X-Private\r\n"
+            b"Keep-Alive: timeout=5\r\nX-Private: 1\r\nTE: trailers\r\n"
+            b"Accept: application/json\r\n\r\n"))
+    finally:
+        upstream.close()
+
+    sent = upstream.received[0].decode("latin-1").split("\r\n")
+    assert sent[0] == "GET /api/v1/namespaces/ci/pods HTTP/1.1"
+    assert sorted(line for line in sent[1:] if line) == sorted([
+        f"Host: {upstream.url.removeprefix('https://')}", "Accept: application/json",
+        f"Authorization: Bearer {token}", "Connection: close"])
+    head = answer.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    assert head[0] == "HTTP/1.1 200 OK"
+    assert sorted(head[1:]) == sorted([
+        "Content-Type: application/json", "Audit-Id: c0ffee", "Content-Length: 2",
+        "Connection: close"])
+    assert answer.endswith(b"\r\n\r\n{}")
     assert token not in json.dumps(records)
 
 

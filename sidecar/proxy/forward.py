@@ -3,18 +3,23 @@ verified TLS connection to that credential's apiserver, send the rewritten reque
 the answer as it arrives (an upgraded connection both ways), or answer with our own error.
 The HTTP is `kubegate.http`'s; this module is the policy and the sockets' lifetimes.
 
-Rules of the module:
+Rules of this module:
 - A request head is accepted whole (strict rules, h11, size bound) before anything happens
-  upstream: a refused request (smuggling included) never opens an upstream connection.
+  upstream: a refused request (smuggling included) neither asks for a credential nor opens
+  an upstream connection. The whole head must arrive within `CLIENT_HEAD_TIMEOUT`.
 - The credential is read once per request, at the start: a refreshed token is used by the
   next request, and a watch keeps the token it was authorized with.
 - Failures on the upstream side, before the answer began, become 502/504 answers with a short
-  message; failures on the client side are ordinary disconnects, logged at debug level only.
+  message (`kubegate.http.http_status` picks the status); failures on the client side are
+  ordinary disconnects, logged at debug level only.
+- The client's socket is closed only once the client stopped sending or a second passed
+  (`_linger`): closing with unread bytes resets the connection, and the answer may be lost.
 - Nothing here logs or raises text that holds the token or a request header's value.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -22,7 +27,7 @@ import time
 from collections.abc import Callable
 
 from kubegate.credential import Credential
-from kubegate.http import Closed, Downstream, Relay, RequestHead, Upstream, answer
+from kubegate.http import Closed, Downstream, Relay, RequestHead, Upstream, answer, http_status
 from kubegate.http.errors import HttpError
 from kubegate.http.headers import rewrite_request_headers
 from sidecar.proxy.errors import NoCredentialError
@@ -39,7 +44,9 @@ CLIENT_HEAD_TIMEOUT = 30.0  # an idle connection that never sends a request
 PUBLIC_PREFIX = "kubegate proxy: "
 
 
-class Exchange:
+class ForwardedRequest:
+    """One client connection's one request, forwarded to the apiserver with the credential."""
+
     def __init__(self, client: socket.socket, *, credentials: CredentialSource,
                  connector: TLSConnector, track: Track) -> None:
         self._client, self._credentials = client, credentials
@@ -75,12 +82,17 @@ class Exchange:
         return self._result(started)
 
     def _read_head(self) -> RequestHead | None:
+        deadline = time.monotonic() + CLIENT_HEAD_TIMEOUT
         while True:
             event = self._downstream.next_event()
             if isinstance(event, RequestHead):
                 return event
             if isinstance(event, Closed):
                 return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no whole request head in time")
+            self._client.settimeout(remaining)
             self._downstream.receive(self._client.recv(CHUNK))
 
     def _result(self, started: float) -> ProxiedRequest:
@@ -116,6 +128,8 @@ class Exchange:
             self._connector.remember_session(upstream, ca_pem, tls)
         finally:
             tls.close()
+        if not self._relay.request_done and not self._relay.client_ended:
+            _linger(self._client)  # answered before the body ended (a 403 to an upload)
 
     def _current_credential(self) -> Credential:
         try:
@@ -131,31 +145,34 @@ class Exchange:
         return credential
 
     def _answer_error(self, error: HttpError) -> None:
-        level = logging.WARNING if error.status >= 500 else logging.DEBUG
-        log.log(level, "proxy: %s %s -> %d: %s", self._method, self._path, error.status,
-                error.detail or error.public_message)
+        status = http_status(error)
+        level = logging.WARNING if status >= 500 else logging.DEBUG
+        log.log(level, "proxy: %s %s -> %d %s: %s", self._method, self._path, status,
+                error.reason, error.detail or error.public_message)
         if self._answered:
             return  # the answer already began; the connection just ends
-        self._status, self._answered = error.status, True
+        self._status, self._answered = status, True
         body = json.dumps({
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": PUBLIC_PREFIX + error.public_message, "code": error.status,
+            "message": PUBLIC_PREFIX + error.public_message, "code": status,
         }).encode()
         try:
             self._client.settimeout(IO_TIMEOUT)
             data = answer(error, body=body, content_type="application/json")
             self._client.sendall(data)
             self._sent += len(data)
-            _linger(self._client)
         except OSError:
-            pass
+            return  # the client is gone
+        _linger(self._client)
 
 
 def _linger(client: socket.socket, limit: int = 1 << 20) -> None:
     """Read what the client still sends (a body we did not want) before closing: closing with
-    unread bytes makes the kernel reset the connection, and the client may lose our answer."""
-    client.shutdown(socket.SHUT_WR)
-    client.settimeout(1.0)
-    drained = 0
-    while drained < limit and (data := client.recv(65536)):
-        drained += len(data)
+    unread bytes makes the kernel reset the connection, and the client may lose our answer.
+    At most limit bytes, at most a second of silence; a client gone already is fine."""
+    with contextlib.suppress(OSError):
+        client.shutdown(socket.SHUT_WR)
+        client.settimeout(1.0)
+        drained = 0
+        while drained < limit and (data := client.recv(65536)):
+            drained += len(data)
