@@ -54,12 +54,17 @@ def credential_json(credential: Credential, *, now: float | None = None) -> dict
     document.update({
         "token_id": credential.token_id, "session_id": credential.session_id,
         "mapping": credential.mapping,
-        "cluster": {
-            "name": cluster.name, "server": cluster.server, "namespace": cluster.namespace,
-            "service_account": cluster.service_account, "user": cluster.user,
-            "groups": list(cluster.groups),
-            "certificate_authority_data": base64.b64encode(
-                cluster.certificate_authority_data).decode("ascii"),
-        },
+        "cluster": cluster_json(cluster),
     })
     return document
+
+
+def cluster_json(cluster: ClusterInfo) -> dict[str, Any]:
+    """The cluster part of a credential as JSON (the CA as base64)."""
+    return {
+        "name": cluster.name, "server": cluster.server, "namespace": cluster.namespace,
+        "service_account": cluster.service_account, "user": cluster.user,
+        "groups": list(cluster.groups),
+        "certificate_authority_data": base64.b64encode(
+            cluster.certificate_authority_data).decode("ascii"),
+    }

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubegate.credential import ClusterInfo, Credential
+from kubegate.credential import ClusterInfo, Credential, cluster_json
 
 __all__ = ["CACHE_DIR_ENV", "CacheEntry", "CredentialCache", "cache_folder", "decode_entry",
            "encode_entry", "file_problem", "folder_problem", "is_fresh", "refresh_margin"]
@@ -130,13 +130,7 @@ def encode_entry(entry: CacheEntry) -> bytes:
             "token": credential.token, "token_type": credential.token_type,
             "expires_at": credential.expires_at, "token_id": credential.token_id,
             "session_id": credential.session_id, "mapping": credential.mapping,
-            "cluster": {
-                "name": cluster.name, "server": cluster.server, "namespace": cluster.namespace,
-                "service_account": cluster.service_account, "user": cluster.user,
-                "groups": list(cluster.groups),
-                "certificate_authority_data": base64.b64encode(
-                    cluster.certificate_authority_data).decode("ascii"),
-            },
+            "cluster": cluster_json(cluster),
         },
     }
     return json.dumps(document, separators=(",", ":")).encode()
