@@ -108,12 +108,15 @@ def strings_at(obj: dict[str, Any], key: str, field: str, report: Report) -> tup
     if not isinstance(raw, list):
         report.add(where, f"expected a list of strings, got {json_type(raw)}")
         return ()
+    seen: set[str] = set()  # not `raw[:position]`: a long list would cost its square
     for position, value in enumerate(raw):
         if not isinstance(value, str) or not value:
             report.add(f"{where}[{position}]", f"expected a non-empty string, got "
                        f"{json_type(value)}")
-        elif value in raw[:position]:
+        elif value in seen:
             report.add(f"{where}[{position}]", f"duplicate {grammar.shown(value)}")
+        else:
+            seen.add(value)
     return tuple(value for value in raw if isinstance(value, str) and value)
 
 

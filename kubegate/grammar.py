@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from fractions import Fraction
 from typing import Final
 
@@ -32,11 +33,14 @@ _RATE: Final = re.compile(r"(\d+(?:\.\d+)?)(?:/(s|m|h))?", re.ASCII)
 _TRUE: Final = frozenset({"true", "yes", "on", "1"})
 _FALSE: Final = frozenset({"false", "no", "off", "0"})
 _SHOWN: Final = 40  # characters of a refused value shown back
+_REPR: Final = reprlib.Repr()  # repr with bounded depth, items and string lengths
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, _SHOWN, _SHOWN
 
 
 def shown(value: object) -> str:
-    """A value for an error message: its repr, cut to a short prefix."""
-    text = repr(value)
+    """A value for an error message: its repr, cut to a short prefix. Only a prefix of the
+    value is ever looked at, so a huge string or a deep list costs no more than a short one."""
+    text = repr(value[: _SHOWN + 1]) if isinstance(value, str) else _REPR.repr(value)
     return text if len(text) <= _SHOWN else text[:_SHOWN] + "...'"
 
 

@@ -1,6 +1,7 @@
 """Trust mappings: which verified identities may receive which Kubernetes grant.
 
 - `conditions`: one claim condition (equals, glob, regex, oneOf) and its pure evaluation;
+- `patterns`: globs and regexes rewritten for RE2, which matches them in linear time;
 - `model`: Grant, TrustMapping, and MappingSet with `match(identity, role)` (deny by default);
 - `index`: the by-value index that keeps matching independent of the number of mappings;
 - `validate`, `load`: YAML documents and folders into mappings, every problem reported at once;

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from exchanger.mappings.model import TrustMapping
-from exchanger.mappings.validate import parse_mapping
+from exchanger.mappings.validate import parse_mapping, where_of
 from kubegate.errors import Code, KubegateError
+from kubegate.grammar import shown
 from kubegate.kubeconfig import rfc3339
 from kubegate.workers import BackgroundWorker
 
@@ -88,8 +89,7 @@ def resource_source(namespace: str, name: str) -> str:
 def judge(obj: Mapping[str, Any], *, namespace: str, file_sources: Mapping[str, str],
           issuers: frozenset[str] | None, clusters: frozenset[str] | None) -> Verdict:
     """Validate one resource as the loader validates one document of a file."""
-    name = str(obj.get("metadata", {}).get("name", ""))
-    source = resource_source(namespace, name)
+    source = resource_source(namespace, _name(obj))
     document = {key: value for key, value in obj.items() if key != "status"}
     mapping, problems = parse_mapping(document, source=source, issuers=issuers,
                                       clusters=clusters)
@@ -97,7 +97,7 @@ def judge(obj: Mapping[str, Any], *, namespace: str, file_sources: Mapping[str, 
         return Verdict(mapping=None, message=f"metadata.name: {mapping.name!r} is already "
                        f"a file mapping ({file_sources[mapping.name]}); files win")
     if mapping is None:
-        prefix = f"{source} ({name}): "
+        prefix = f"{where_of(document, source)}: "
         message = "; ".join(problem.removeprefix(prefix).removeprefix(f"{source}: ")
                             for problem in problems)
         return Verdict(mapping=None, message=_truncate(message or "invalid"))
@@ -268,7 +268,11 @@ class ClusterMappings:
 
 
 def _name(obj: Mapping[str, Any]) -> str:
-    return str((obj.get("metadata") or {}).get("name", ""))
+    """metadata.name as the API server guarantees it (a DNS-1123 subdomain); a cut repr of
+    anything else, so a hand-made object can still be named in a message."""
+    metadata = obj.get("metadata")
+    name = metadata.get("name", "") if isinstance(metadata, dict) else ""
+    return name if isinstance(name, str) and len(name) <= 253 else shown(name)
 
 
 def _log_failure(namespace: str, error: Exception) -> None:

@@ -8,9 +8,12 @@ Rules of this module:
 - a glob's `*` and `?` never match `/` or `:`, so a wildcard stays inside one segment of a
   subject such as `repo:ORG/REPO:ref:...`; `**` is refused; everything else is literal;
 - a regex must match the whole value (`re.fullmatch`), so prefix and suffix injection fail;
-- patterns are compiled with `re.ASCII`: `\d`, `\w`, `\s`, `\b` and case-insensitive matching
-  mean ASCII only, so `release-\d+` is not met by Arabic-Indic digits nor `(?i)kube` by a
-  Kelvin sign (look-alike branch or repository names); literal non-ASCII characters still match;
+- patterns mean what they mean under `re.ASCII`: `\d`, `\w`, `\s`, `\b` and case-insensitive
+  matching mean ASCII only, so `release-\d+` is not met by Arabic-Indic digits nor `(?i)kube`
+  by a Kelvin sign (look-alike branch or repository names); literal non-ASCII characters still
+  match;
+- globs and regexes are matched by RE2 (`patterns`), in time linear in the claim value; no
+  claim value is ever matched with Python's backtracking `re`;
 - a claim path walks nested objects only: it never indexes into a list, and a path through a
   non-object is a failed condition, never an error;
 - patterns are compiled once, when the condition is built; an invalid one is a ValueError.
@@ -21,16 +24,14 @@ from __future__ import annotations
 import enum
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, cast
 
+from exchanger.mappings.patterns import MAX_PATTERN_LENGTH as MAX_PATTERN_LENGTH
+from exchanger.mappings.patterns import LinearPattern, compile_glob, compile_regex
 from kubegate import configread
-
-MAX_PATTERN_LENGTH: Final = 1024
-"""The longest glob or regex accepted, in characters."""
 
 Scalar = str | int | float | bool
 """A value a condition can expect: a JSON string, number or boolean (never null)."""
@@ -38,7 +39,6 @@ Scalar = str | int | float | bool
 ValueKey = tuple[str, Scalar]
 """A hashable, type-strict key for a scalar: ("int", 1) and ("bool", True) differ."""
 
-_SEGMENT_CHARACTER: Final = "[^/:]"
 _PLAIN_MAPPINGS: Final = (dict, MappingProxyType)  # what claims are; skips a slow ABC check
 _SCALARS: Final = "a string, a finite number or a boolean (not null, a list or an object)"
 
@@ -96,32 +96,10 @@ def _as_object(value: object) -> Mapping[str, Any] | None:
     return None
 
 
-def glob_to_regex(glob: str) -> str:
-    """A regex source for a segment-safe glob: `*` is a run, `?` one character, neither
-    matching `/` or `:`; every other character is literal."""
-    if "**" in glob:
-        raise ValueError("'**' is not allowed: a wildcard never crosses '/' or ':'")
-    parts = []
-    for character in glob:
-        if character == "*":
-            parts.append(_SEGMENT_CHARACTER + "*")
-        elif character == "?":
-            parts.append(_SEGMENT_CHARACTER)
-        else:
-            parts.append(re.escape(character))
-    return "".join(parts)
-
-
-def _compile(operator: Operator, source: object) -> re.Pattern[str]:
+def _compile(operator: Operator, source: object) -> LinearPattern:
     if not isinstance(source, str) or not source:
         raise ValueError(f"{operator.value} needs a non-empty string")
-    if len(source) > MAX_PATTERN_LENGTH:
-        raise ValueError(f"pattern longer than {MAX_PATTERN_LENGTH} characters")
-    regex = glob_to_regex(source) if operator is Operator.GLOB else source
-    try:
-        return re.compile(regex, re.ASCII)
-    except re.error as error:
-        raise ValueError(f"invalid regex: {error}") from error
+    return compile_glob(source) if operator is Operator.GLOB else compile_regex(source)
 
 
 def _keys_of(operator: Operator, expected: object) -> frozenset[ValueKey]:
@@ -142,7 +120,7 @@ class Condition:
     path: tuple[str, ...]
     operator: Operator
     expected: Scalar | tuple[Scalar, ...]
-    pattern: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    pattern: LinearPattern | None = field(init=False, repr=False, compare=False)
     keys: frozenset[ValueKey] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -164,7 +142,7 @@ class Condition:
     def accepts(self, value: object) -> bool:
         """Whether a present claim value satisfies this condition."""
         if self.pattern is not None:
-            return type(value) is str and self.pattern.fullmatch(value) is not None
+            return type(value) is str and self.pattern.fullmatch(value)
         return value_key(value) in self.keys
 
 

@@ -16,7 +16,8 @@ notes, pitfalls 2 to 6):
 - issuers whose audience is a provider default (`https://github.com/OWNER`), another relying
   party's, the cluster API's, or shared with another issuer entry of the same URL.
 
-Pure: mappings and issuer configs in, messages out.
+Pure: mappings and issuer configs in, messages out. Patterns are read with Python's regex
+parser (their text only, never a claim value) and shown cut short (`grammar.shown`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from urllib.parse import urlsplit
 from exchanger.mappings.conditions import Condition, Operator, claim_label
 from exchanger.mappings.model import TrustMapping
 from exchanger.verify.issuers import IssuerConfig, KubernetesCluster
+from kubegate.grammar import shown
 
 Provider = Literal["github", "gitlab", "kubernetes"]
 
@@ -152,12 +154,12 @@ def _open_patterns(mapping: TrustMapping, provider: Provider | None) -> list[str
         if condition.operator is Operator.REGEX:
             crossing = regex_crossings(str(condition.expected))
             if crossing:
-                warnings.append(f"{where}: regex {condition.expected!r} can match '/' or ':' "
+                warnings.append(f"{where}: regex {shown(condition.expected)} can match '/' or ':' "
                                 f"through {', '.join(crossing)}: it can reach into another "
                                 "segment (owner, repository, ref); spell out the characters "
                                 "allowed, e.g. [a-z0-9-]+")
         elif condition.operator is Operator.GLOB:
-            warnings += [f"{where}: glob {condition.expected!r} {problem}"
+            warnings += [f"{where}: glob {shown(condition.expected)} {problem}"
                          for problem in _glob_problems(condition, provider)]
     return warnings
 

@@ -5,8 +5,10 @@ Rules of this module:
   problem naming its file, document (numbered from 1) and field;
 - nothing partial is returned: a folder with one bad document yields no MappingSet at all
   (the store then keeps its last good set);
-- YAML is read with a SafeLoader that also refuses duplicate keys (PyYAML would silently keep
-  the last one, which can quietly change a condition); empty documents are skipped;
+- YAML is read by `kubegate.yamlread`: safe constructors, duplicate keys refused (PyYAML
+  would silently keep the last one, which can quietly change a condition), and a file's cost
+  bounded (size, documents, nesting, aliases and their expansion) before a value is built; a
+  file over a bound is a problem of its document like any other; empty documents are skipped;
 - the folder is read flat (no subfolders); hidden files are skipped, so a ConfigMap volume's
   `..data` entries are ignored while its `name.yaml` links are read;
 - mapping names are unique across all files.
@@ -14,60 +16,30 @@ Rules of this module:
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+import codecs
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from exchanger.mappings.model import MappingSet, TrustMapping
 from exchanger.mappings.validate import parse_mapping
+from kubegate import yamlread
 from kubegate.errors import ConfigError
 
 SUFFIXES = (".yaml", ".yml")
 
 
-class _StrictSafeLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses a key repeated in one mapping."""
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if not isinstance(key, Hashable):
-            continue  # construct_mapping below refuses it
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping", node.start_mark,
-                f"found duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_StrictSafeLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _yaml_problem(error: yaml.YAMLError) -> str:
-    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
-        mark = error.problem_mark
-        return f"line {mark.line + 1}, column {mark.column + 1}: {error.problem}"
-    return str(error)
-
-
 def _documents(text: str, source: str, problems: list[str]) -> list[tuple[int, Any]]:
     """The non-empty documents of `text` with their numbers; a YAML error ends the file."""
     found: list[tuple[int, Any]] = []
-    number = 0
     try:
-        for number, document in enumerate(
-                yaml.load_all(text, Loader=_StrictSafeLoader), start=1):  # noqa: S506
+        for number, document in yamlread.documents(text):
             if document is not None:
                 found.append((number, document))
-    except yaml.YAMLError as error:
-        problems.append(f"{source}: document {number + 1}: invalid YAML: {_yaml_problem(error)}")
+    except yamlread.YamlError as error:
+        if error.of_text:  # too many documents: the file is refused as a whole
+            found.clear()
+        problems.append(f"{source}: document {error.document}: {error.described()}")
     return found
 
 
@@ -132,9 +104,20 @@ def mapping_files(folder: Path) -> list[Path]:
                   and path.is_file())
 
 
+def read_text(path: Path) -> str:
+    """A mapping file's text (OSError or UnicodeDecodeError when it cannot be read); a file
+    over yamlread's size bound is read only as far as it takes to tell."""
+    limit = 4 * yamlread.MAX_TEXT_CHARACTERS + 4  # UTF-8 spends at most 4 bytes a character
+    with path.open("rb") as file:
+        data = file.read(limit + 1)
+    if len(data) <= limit:
+        return data.decode("utf-8")
+    return codecs.getincrementaldecoder("utf-8")().decode(data[:limit])  # over the bound
+
+
 def _read(path: Path, problems: list[str]) -> str | None:
     try:
-        return path.read_text(encoding="utf-8")
+        return read_text(path)
     except (OSError, UnicodeDecodeError) as error:
         problems.append(f"{path.name}: cannot read: {error}")
         return None

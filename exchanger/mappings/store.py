@@ -6,6 +6,9 @@ Rules of this module:
 - the first load has no good set to fall back on: its ConfigError propagates (startup fails);
 - a later bad load keeps the last good set, logs a warning with every problem, and returns
   them in the ReloadResult; nothing is ever partly applied;
+- a RecursionError or MemoryError while loading is a bad load like any other (a ConfigError
+  with one problem), never a traceback in the watcher thread; the loader's bounds
+  (`kubegate.yamlread`) keep it from happening, this is the backstop;
 - the watcher polls a fingerprint of the folder's mapping files (names and contents), so it
   reloads on any edit, addition, removal or ConfigMap symlink swap, and not on a mere touch;
   a failure inside its thread is logged and the thread carries on.
@@ -56,7 +59,7 @@ class MappingStore:
     def __init__(self, loader: Callable[[], MappingSet]) -> None:
         self._loader = loader
         self._lock = threading.Lock()
-        self._current = loader()
+        self._current = self._load()
 
     @property
     def current(self) -> MappingSet:
@@ -70,7 +73,7 @@ class MappingStore:
         """Load again; swap in the new set, or keep the last good one and say why."""
         with self._lock:
             try:
-                fresh = self._loader()
+                fresh = self._load()
             except ConfigError as error:
                 kept = len(self._current)
                 logger.warning("trust mappings not reloaded, keeping the last good set of %d: "
@@ -79,6 +82,13 @@ class MappingStore:
             self._current = fresh
         logger.info("trust mappings reloaded: %d in effect", len(fresh))
         return ReloadResult(ok=True, mapping_count=len(fresh))
+
+    def _load(self) -> MappingSet:
+        try:
+            return self._loader()
+        except (RecursionError, MemoryError) as error:
+            raise ConfigError([f"trust mappings not loaded: {type(error).__name__} (a "
+                               "document too deep or too large)"]) from None
 
 
 def fingerprint_folder(folder: Path) -> str:

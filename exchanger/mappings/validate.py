@@ -7,7 +7,11 @@ Rules of this module:
   carries (namespace, labels, annotations and those the API server sets), which are ignored;
 - values keep their YAML types: an expected value must be a string, number or boolean (a
   YAML date or null is refused: quote it), and it is compared with its type;
-- only `yaml`-decoded data comes in (dicts, lists, scalars); nothing here reads files.
+- only `yaml`-decoded data comes in (dicts, lists, scalars); nothing here reads files;
+- a value is never put whole into a message: it is shown cut short (`grammar.shown`), and a
+  name that is not a DNS-1123 subdomain is shown so in `<where> (<name>)` too, so a huge,
+  deep or multi-line value costs a short message (the document's size is bounded before it
+  comes here: `kubegate.yamlread`, or the API server for a resource).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from kubegate.configread import (
     string_at,
     strings_at,
 )
-from kubegate.grammar import parse_whole_seconds
+from kubegate.grammar import parse_whole_seconds, shown
 
 _TOP_FIELDS: Final = frozenset({"apiVersion", "kind", "metadata", "spec"})
 _IGNORED_METADATA: Final = frozenset({
@@ -57,7 +61,7 @@ def _metadata_name(document: dict[str, Any], report: Report) -> str | None:
     check_fields(metadata, _IGNORED_METADATA | {"name"}, "metadata", report)
     name = string_at(metadata, "name", "metadata", report, required=True)
     if name is not None and not is_dns_subdomain(name):
-        report.add("metadata.name", f"{name!r} is not a DNS-1123 subdomain (lowercase "
+        report.add("metadata.name", f"{shown(name)} is not a DNS-1123 subdomain (lowercase "
                    "letters, digits, '-' and '.')")
         return None
     return name
@@ -162,10 +166,10 @@ def _grant(spec: dict[str, Any], report: Report,
     check_known(cluster, clusters, "cluster", f"{where}.cluster", report)
     namespace = string_at(grant, "namespace", where, report, required=True)
     if namespace is not None and not is_dns_label(namespace):
-        report.add(f"{where}.namespace", f"{namespace!r} is not a DNS-1123 label")
+        report.add(f"{where}.namespace", f"{shown(namespace)} is not a DNS-1123 label")
     account = string_at(grant, "serviceAccount", where, report, required=False)
     if account is not None and not is_dns_subdomain(account):
-        report.add(f"{where}.serviceAccount", f"{account!r} is not a DNS-1123 subdomain")
+        report.add(f"{where}.serviceAccount", f"{shown(account)} is not a DNS-1123 subdomain")
     user = string_at(grant, "user", where, report, required=False)
     if ("serviceAccount" in grant) == ("user" in grant):
         report.add(where, "needs exactly one of serviceAccount or user")
@@ -203,7 +207,17 @@ def _constant(document: dict[str, Any], key: str, expected: str, report: Report)
     if key not in document:
         report.add(key, "required")
     elif document[key] != expected:
-        report.add(key, f"expected {expected!r}, got {document[key]!r}")
+        report.add(key, f"expected {expected!r}, got {shown(document[key])}")
+
+
+def where_of(raw: object, source: str) -> str:
+    """Where a document's problems are: `source (name)` when its metadata.name is a string,
+    shown cut short and quoted unless it is a DNS-1123 subdomain; else `source`."""
+    metadata = raw.get("metadata") if isinstance(raw, dict) else None
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    if not isinstance(name, str):
+        return source
+    return f"{source} ({name if is_dns_subdomain(name) else shown(name)})"
 
 
 def parse_mapping(raw: object, *, source: str, issuers: frozenset[str] | None = None,
@@ -212,13 +226,10 @@ def parse_mapping(raw: object, *, source: str, issuers: frozenset[str] | None = 
 
     `source` says where the document is (`web.yaml: document 2`); `issuers` and `clusters`,
     when given, are the configured names a mapping may refer to."""
-    report = Report(source)
+    report = Report(where_of(raw, source))
     document = object_at(raw, "", report)
     if document is None:
         return None, report.problems
-    peeked = document.get("metadata")
-    if isinstance(peeked, dict) and isinstance(peeked.get("name"), str):
-        report.where = f"{source} ({peeked['name']})"
     check_fields(document, _TOP_FIELDS, "", report)
     _constant(document, "apiVersion", API_VERSION, report)
     _constant(document, "kind", KIND, report)

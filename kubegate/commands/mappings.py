@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from exchanger.config import Config, load_config
 from exchanger.mappings.explain import explain, identity_for, render
 from exchanger.mappings.lint import lint_issuers, lint_mapping
@@ -35,10 +33,12 @@ from exchanger.mappings.load import (
     mapping_files,
     parse_documents,
     read_documents,
+    read_text,
 )
 from exchanger.mappings.model import MappingSet, TrustMapping
-from exchanger.mappings.validate import parse_mapping
+from exchanger.mappings.validate import parse_mapping, where_of
 from exchanger.verify.compact import parse_compact
+from kubegate import yamlread
 from kubegate.errors import ConfigError, KubegateError, UsageError
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
@@ -138,7 +138,7 @@ def validate_paths(paths: Iterable[Path], config: Config | None) -> tuple[list[F
     count = 0
     for path in _files(paths, findings):
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_text(path)
         except (OSError, UnicodeDecodeError) as error:
             findings.append(Finding(where=str(path), level="error",
                                     message=f"cannot read: {getattr(error, 'strerror', error)}"))
@@ -147,7 +147,7 @@ def validate_paths(paths: Iterable[Path], config: Config | None) -> tuple[list[F
         for number, document in documents:
             count += 1
             source = f"{path}: document {number}"
-            where = _where(document, source)
+            where = where_of(document, source)
             mapping, found = parse_mapping(document, source=source, issuers=known_issuers,
                                            clusters=known_clusters)
             findings += [Finding(where=where, level="error",
@@ -173,13 +173,6 @@ def _files(paths: Iterable[Path], findings: list[Finding]) -> list[Path]:
         else:
             findings.append(Finding(where=str(path), level="error", message="no such file"))
     return files
-
-
-def _where(document: Any, source: str) -> str:
-    """Where the loader says a document's problems are: `FILE: document N (name)`."""
-    metadata = document.get("metadata") if isinstance(document, dict) else None
-    name = metadata.get("name") if isinstance(metadata, dict) else None
-    return f"{source} ({name})" if isinstance(name, str) else source
 
 
 def _split(problem: str) -> Finding:
@@ -212,7 +205,7 @@ def _read(name: str, flag: str) -> str:
     if name == "-":
         return sys.stdin.read()
     try:
-        return Path(name).read_text(encoding="utf-8")
+        return read_text(Path(name))
     except (OSError, UnicodeDecodeError) as error:
         raise UsageError(f"{flag} {name}: cannot read: "
                          f"{getattr(error, 'strerror', None) or 'not UTF-8 text'}") from None
@@ -229,8 +222,8 @@ def _claims_of(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
                  "verified (explain shows matching only)"], dict(parsed.payload))
     text = _read(args.claims, "--claims")
     try:
-        claims = yaml.safe_load(text)
-    except yaml.YAMLError as error:
+        claims = yamlread.single_document(text, unique_keys=False)
+    except yamlread.YamlError as error:
         raise UsageError(f"--claims {args.claims}: not JSON or YAML: {error}") from None
     if not isinstance(claims, dict):
         raise UsageError(f"--claims {args.claims}: expected an object of claims")
