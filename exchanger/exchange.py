@@ -145,6 +145,12 @@ class Exchanger:
         self._observe("allow", "OK", started)
         return credential, mapping
 
+    def refuse(self, request: ExchangeInput, error: KubegateError) -> None:
+        """Record and count a request refused before it could be read (a message that does not
+        parse): the same audit line and metrics as any other denial. The caller raises."""
+        self._deny(request, _Progress(), error)
+        self._observe("deny", error.reason, self._clock())
+
     def _exchange(self, request: ExchangeInput,
                   state: _Progress) -> tuple[IssuedCredential, TrustMapping]:
         check_input(request)

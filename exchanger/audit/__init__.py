@@ -1,7 +1,10 @@
 """The audit log: one hash-chained JSON line per exchange decision, allow or deny; never a token.
 
 `record` builds the lines (pure), `chain` links and verifies them (pure), `log` writes them to
-a file (the only I/O).
+a file and `resume` reads its tail back. Signed checkpoints of the chain head: `note` (C2SP
+signed notes) and `checkpoint` (their body, and the check of a file against them) are pure;
+`signing` keeps the key, `stores` and `publish` publish them off the host, `published`
+gathers them for `kubegate audit verify`, `settings` reads their configuration.
 """
 
 from exchanger.audit.chain import ChainHead, ChainReport, verify_chain

@@ -19,16 +19,16 @@ What verification detects, reported at the first line where the chain breaks:
 What it cannot detect from the file alone:
 - deleting trailing lines (the file is a valid, shorter chain). The writer therefore exposes
   its head (last `seq` and `hash`, see `ChainHead`), which the server exports as a metric and
-  logs, so it can be anchored elsewhere and compared with the file's last line;
+  logs, and signs and publishes off the host as checkpoints (`checkpoint`);
 - a rewrite of the whole chain from some line on by someone who can write the file: the hash
-  is unkeyed. Anchoring the head elsewhere is, again, what catches it.
+  is unkeyed. A signed checkpoint of an earlier head is what catches it (`checkpoint`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,7 +136,7 @@ def read_line(line: bytes) -> tuple[dict[str, Any], ChainHead, str]:
     return value, head, prev
 
 
-def _link(line: bytes, previous: ChainHead) -> ChainHead:
+def link_line(line: bytes, previous: ChainHead) -> ChainHead:
     """The head after `line`, which must follow `previous`. Raises `ChainError`."""
     _, head, prev = read_line(line)
     if head.seq != previous.seq + 1:
@@ -148,15 +148,19 @@ def _link(line: bytes, previous: ChainHead) -> ChainHead:
     return head
 
 
-def verify_chain(lines: Iterable[bytes]) -> ChainReport:
-    """Verify a whole log, given its lines in order (with or without their newlines)."""
+def verify_chain(lines: Iterable[bytes],
+                 on_line: Callable[[ChainHead], None] | None = None) -> ChainReport:
+    """Verify a whole log, given its lines in order (with or without their newlines);
+    `on_line` sees the head after each line that verified."""
     head = ChainHead()
     checked = 0
     for number, line in enumerate(lines, start=1):
         try:
-            head = _link(line, head)
+            head = link_line(line, head)
         except ChainError as error:
             return ChainReport(ok=False, lines_checked=checked, first_bad_line=number,
                                problem=str(error), head=head)
         checked += 1
+        if on_line is not None:
+            on_line(head)
     return ChainReport(ok=True, lines_checked=checked, head=head)

@@ -8,10 +8,11 @@ Rules of this module:
 - a failed append leaves the file as it was: a short write or a failed fsync is truncated
   back; if even that fails, the log refuses every later append until it is reopened;
 - the file is created with mode 0600; one process writes a given file (each replica its own);
-- opening an existing file resumes its chain from the last line, which must be complete and
-  intact: a corrupt tail refuses to start (`AuditLogCorruptError`) rather than extend a broken
-  chain. The head (last `seq` and `hash`) is logged on open and close and readable as `head`,
-  so it can be exported and anchored elsewhere (deleting trailing lines is otherwise invisible).
+- opening an existing file resumes its chain from the last line, which must be complete,
+  intact and follow the line before it: a corrupt tail refuses to start
+  (`AuditLogCorruptError`, see `resume`) rather than extend a broken chain. The head (last
+  `seq` and `hash`) is logged on open and close and readable as `head`, so it can be exported
+  and anchored elsewhere (`checkpoint`): deleting trailing lines is otherwise invisible.
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
-from exchanger.audit.chain import ChainError, ChainHead, chain_line, read_line
+from exchanger.audit.chain import ChainHead, chain_line
 from exchanger.audit.record import AuditRecord
+from exchanger.audit.resume import AuditLogCorruptError as AuditLogCorruptError  # re-export
+from exchanger.audit.resume import resume_head
 from kubegate.errors import UnavailableError
 
 log = logging.getLogger(__name__)
 
 _OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-_TAIL_CHUNK = 4096
 
 
 class AuditSink(Protocol):
@@ -48,27 +50,6 @@ class AuditWriteError(UnavailableError):
         super().__init__("AUDIT_UNAVAILABLE", detail)
 
 
-class AuditLogCorruptError(UnavailableError):
-    """The existing audit log ends in a line that does not verify; kubegate will not extend it."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__("AUDIT_LOG_CORRUPT", detail)
-
-
-def _read_last_line(fd: int) -> bytes:
-    """The file's last line with its newline (or the partial line after the last newline)."""
-    size = os.fstat(fd).st_size
-    chunk = _TAIL_CHUNK
-    while size > 0:
-        start = max(0, size - chunk)
-        data = os.pread(fd, size - start, start)
-        cut = data.rfind(b"\n", 0, len(data) - 1)
-        if cut >= 0 or start == 0:
-            return data[cut + 1:]
-        chunk *= 2
-    return b""
-
-
 def _open(path: Path) -> int:
     try:
         return os.open(path, _OPEN_FLAGS, 0o600)
@@ -77,22 +58,11 @@ def _open(path: Path) -> int:
 
 
 def _resume_head(fd: int, path: Path) -> ChainHead:
-    """The head of the chain already in the file, checking its last line."""
+    """The head of the chain already in the file (see `resume`)."""
     try:
-        last = _read_last_line(fd)
+        return resume_head(fd, path)
     except OSError as error:
         raise AuditWriteError(f"cannot read audit log {path}: {error.strerror}") from error
-    if not last:
-        return ChainHead()
-    if not last.endswith(b"\n"):
-        raise AuditLogCorruptError(f"{path}: the last line is incomplete (a torn write?); "
-                                   "verify the file with `kubegate audit verify` and move it aside")
-    try:
-        _, head, _ = read_line(last)
-    except ChainError as error:
-        raise AuditLogCorruptError(f"{path}: the last line does not verify: {error}; verify the "
-                                   "file with `kubegate audit verify` and move it aside") from None
-    return head
 
 
 class AuditLog:

@@ -2,7 +2,9 @@
 
 With no config it runs the embedded default (loopback only, TLS from a generated local CA,
 self-issued mode, state and mappings under the state folder) and prints where it listens
-and what it trusts."""
+and what it trusts. A start that fails prints one message and exits non-zero: 2 for bad
+configuration, 1 for anything else kubegate refuses (an audit log whose tail does not verify,
+an audit log it cannot open) or the system refuses."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from types import FrameType
 
 from exchanger.config import Config, load_config
 from kubegate.addresses import HostPort, parse_address
-from kubegate.errors import ConfigError
+from kubegate.errors import ConfigError, KubegateError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
-def describe(config: Config, port: int, ca_file: Path | None, discovery_port: int) -> str:
+def describe(config: Config, port: int, ca_file: Path | None, discovery_port: int,
+             checkpoint_key: str = "") -> str:
     address = parse_address(config.listen)
     where = (str(HostPort(host=address.host, port=port)) if isinstance(address, HostPort)
              else str(address))
@@ -46,6 +49,10 @@ def describe(config: Config, port: int, ca_file: Path | None, discovery_port: in
     if config.health_listen:
         lines.append(f"  health:    {config.health_listen} (plaintext, grpc.health.v1 only)")
     lines.append(f"  audit log: {config.audit_log}")
+    if config.checkpoints is not None and checkpoint_key:
+        lines.append(f"  checkpoints: {config.checkpoints.origin}, every "
+                     f"{config.checkpoints.interval:g}s and at shutdown; verifier key:")
+        lines.append(f"    {checkpoint_key}")
     if config.issuers:
         lines.append("  trusts:")
         lines += [f"    {i.name}: {i.url} (audiences {', '.join(i.audiences)})"
@@ -68,10 +75,15 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"kubegate serve: {error}", file=sys.stderr)
         return 2
+    except KubegateError as error:  # e.g. an audit log it will not extend: one message
+        print(f"kubegate serve: cannot start: {error.detail or error.public_message}",
+              file=sys.stderr)
+        return 1
     except OSError as error:
         print(f"kubegate serve: cannot start: {error}", file=sys.stderr)
         return 1
-    print(describe(config, running.port, running.ca_file, running.discovery_port), flush=True)
+    print(describe(config, running.port, running.ca_file, running.discovery_port,
+                   running.checkpoint_verifier_key), flush=True)
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -23,6 +23,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -36,6 +37,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from jwt.algorithms import RSAAlgorithm
 
 from kubegate.credential import Credential
@@ -553,11 +556,25 @@ def test_urls_in_headers_are_never_fetched(self_issued_backend: Backend, world: 
     assert [world.github.request_count(path) for path in paths] == [0, 0, 0]
 
 
-def test_bytes_that_are_not_utf8_on_the_wire_are_refused_by_grpc_and_issue_nothing(
-    self_issued_backend: Backend,
+# Bytes that are not an ExchangeRequest, by class. Field 1 is subject_token (a string),
+# field 4 requested_lifetime (a google.protobuf.Duration).
+MALFORMED_MESSAGES: dict[str, bytes] = {
+    "a truncated varint": b"\x0a\x80\x80",  # subject_token's length never ends
+    "a truncated tag": b"\x80",
+    "a wrong wire type for a string field": b"\x08\x01",  # subject_token as a varint
+    "a wrong wire type inside a nested message": b"\x22\x05\x0d\x01\x02\x03\x04",
+    "invalid UTF-8 in a string field": b"\x0a\x05\xff\xfe.\x80.",
+    "a huge length prefix": b"\x0a\xff\xff\xff\xff\x0f" + b"x" * 64,
+    "field number 0": b"\x00\x01",
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED_MESSAGES)
+def test_a_malformed_message_is_invalid_argument_with_a_reason_audited_and_logs_no_traceback(
+    self_issued_backend: Backend, case: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A protobuf string must be UTF-8: grpc refuses the message before kubegate sees it
-    (INTERNAL "Exception deserializing request!"), so there is nothing to audit or issue."""
+    """grpc would answer INTERNAL "Exception deserializing request!" and log a traceback; the
+    exchanger reads the bytes itself and denies like any other refusal."""
     exchanger = self_issued_backend.exchanger
     decisions = DecisionLog(exchanger)
     credentials = grpc.ssl_channel_credentials(
@@ -565,9 +582,29 @@ def test_bytes_that_are_not_utf8_on_the_wire_are_refused_by_grpc_and_issue_nothi
     with grpc.secure_channel(exchanger.target, credentials) as channel:
         call = channel.unary_unary("/exchanger.v1.ExchangeService/Exchange")
         with pytest.raises(grpc.RpcError) as failed:
-            call(b"\x0a\x05\xff\xfe.\x80.", timeout=5)  # field 1 (subject_token), 5 bytes
-    assert failed.value.code() == grpc.StatusCode.INTERNAL
-    assert decisions.new() == []
+            call(MALFORMED_MESSAGES[case], timeout=5)
+    assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT, failed.value.details()
+    status = rpc_status.from_call(failed.value)
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    assert (info.domain, info.reason) == ("kubegate.io", "MALFORMED_REQUEST")
+    assert "ExchangeRequest" in failed.value.details()
+    [line] = poll_new(decisions)
+    assert (line["decision"], line["reason"], line["status"]) == (
+        "deny", "MALFORMED_REQUEST", "INVALID_ARGUMENT")
+    assert line["peer"] and line["caller"] == {"iss": "", "sub": "", "jti": ""}
+    logged = "\n".join(caplog.text.splitlines())
+    assert "Traceback" not in logged and "deserializing" not in logged
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def poll_new(decisions: DecisionLog) -> list[dict[str, Any]]:
+    """The new decision lines, once there is one (the audit line is written before the
+    answer, so it is there at once; the poll only guards against a slow disk)."""
+    found: list[dict[str, Any]] = []
+    poll(lambda: bool(found.extend(decisions.new()) or found), 5, 0.05)
+    return found
 
 
 def test_a_flood_of_unknown_kids_fetches_keys_at_most_once_per_cooldown(

@@ -2,7 +2,8 @@
 Established and its schema refuses what the file schema refuses, and an exchanger holding
 nothing but the `kubegate-exchanger` service account's token and the RBAC of deploy/ (the
 base plus the example Roles for one target and one pipeline namespace) reads TrustMappings,
-writes their status, issues, revokes, and can do nothing more."""
+writes their status, issues, revokes, publishes its audit checkpoints, and can do nothing
+more."""
 
 from __future__ import annotations
 
@@ -21,9 +22,13 @@ import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from exchanger.audit.signing import load_key
+from exchanger.audit.stores import config_map_key
 from exchanger.config import build_config
 from exchanger.server import SERVICE_NAME, RunningExchanger, start_exchanger
+from kubegate.cli import main as kubegate_cli
 from kubegate.client.rpc import ExchangeClient
+from kubegate.errors import ExchangeError
 from tests.support.controlplane import ControlPlane
 from tests.support.kube import Cluster, Kubectl
 from tests.support.oidc import GitHubActionsIssuer
@@ -117,9 +122,13 @@ def setup(deployed: Kubectl, cluster: Cluster, control_plane: ControlPlane,
     token_file = folder / "exchanger-token"
     token_file.write_text(token)
     token_file.chmod(0o600)
+    load_key(folder / "audit-key.pem", create=True)  # as the kubegate-audit-key Secret holds it
     config = build_config({
         "listen": "127.0.0.1:0", "stateDir": str(folder / "state"),
         "healthListen": "127.0.0.1:0",
+        "audit": {"checkpoints": {"key": str(folder / "audit-key.pem"), "interval": "1s",
+                                  "origin": "kubegate.io/audit/deploy-test",
+                                  "configMap": {"namespace": "kubegate"}}},
         "mappingSources": {"files": False,
                            "cluster": {"name": "in-cluster", "namespace": "kubegate"}},
         "issuers": [
@@ -277,6 +286,12 @@ def test_its_service_account_can_do_nothing_more(setup: Setup) -> None:
         ("list", "trustmappings.kubegate.io", "--all-namespaces"),
         ("create", "rolebindings", "-n", web), ("create", "namespaces"),
         ("impersonate", "serviceaccounts", "-n", web), ("*", "*"),
+        ("create", "configmaps", "-n", "kubegate"), ("list", "configmaps", "-n", "kubegate"),
+        ("get", "configmaps/kubegate-config", "-n", "kubegate"),
+        ("patch", "configmaps/kubegate-config", "-n", "kubegate"),
+        ("delete", "configmaps/kubegate-audit-checkpoints", "-n", "kubegate"),
+        ("update", "configmaps/kubegate-audit-checkpoints", "-n", "kubegate"),
+        ("patch", "configmaps/kubegate-audit-checkpoints", "-n", web),
     ]
     assert [args for args in refused if can_i(me, *args)] == []
 
@@ -302,12 +317,35 @@ def test_can_i_list_shows_deploys_rules_and_nothing_else(
                     ("secrets", "", "create delete list")},
         setup.ci: {tokenreviews, ("pods", "", "get")},
         "kubegate": {tokenreviews, ("trustmappings.kubegate.io", "", "get list watch"),
-                     ("trustmappings.kubegate.io/status", "", "patch")},
+                     ("trustmappings.kubegate.io/status", "", "patch"),
+                     ("configmaps", "kubegate-audit-checkpoints", "get patch")},
         "default": {tokenreviews},
     }
     for namespace, rules in expected.items():
         baseline = resource_rules(fresh, namespace)
         assert resource_rules(setup.exchanger, namespace) - baseline == rules, namespace
+
+
+def test_it_publishes_audit_checkpoints_with_only_its_own_rbac(
+        setup: Setup, control_plane: ControlPlane, capsys: pytest.CaptureFixture[str]) -> None:
+    """Into the ConfigMap deploy/base ships, with get and patch on it and nothing more."""
+    with setup.client() as client, pytest.raises(ExchangeError):
+        client.exchange("not-a-jwt")  # a decision, so the log has a head to publish
+    kubectl, key = admin(control_plane), config_map_key("kubegate.io/audit/deploy-test")
+
+    def published() -> str:
+        found = kubectl.run("get", "configmap", "kubegate-audit-checkpoints", "-n", "kubegate",
+                            "-o", "json")
+        return str(json.loads(found.stdout).get("data", {}).get(key, "")) \
+            if found.returncode == 0 else ""
+
+    assert poll(lambda: bool(published()), 15, 0.2), "no checkpoint in the ConfigMap"
+    assert published().startswith("kubegate.io/audit/deploy-test\n")
+    assert kubegate_cli(["audit", "verify", str(setup.running.config.audit_log),
+                         "--from-configmap", "kubegate/kubegate-audit-checkpoints",
+                         "--kubeconfig", str(control_plane.admin_kubeconfig_path),
+                         "--key", setup.running.checkpoint_verifier_key]) == 0
+    assert ": ok, " in capsys.readouterr().out
 
 
 def test_admission_limits_its_secrets_to_session_secrets(setup: Setup, cluster: Cluster,

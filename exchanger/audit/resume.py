@@ -1,0 +1,112 @@
+"""Where an existing audit log resumes its chain, or one clear refusal when its tail is corrupt.
+
+Rules of this module:
+- only the tail is read on a good start: the last line, and the line before it, so a line is
+  checked on its own (complete, JSON, canonical, its hash) and as the successor of the one
+  before it (`seq` one more, `prev` its hash). A whole-file check is `kubegate audit verify`;
+- a corrupt tail is never repaired here, not even a torn last line that a crash left: the
+  refusal (`AuditLogCorruptError`) names the file, the line, what is wrong and how to recover,
+  and suggests cutting a torn line off only to the operator, with the exact byte size;
+- the line number is counted only when refusing, so a good start reads a few KiB.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+from exchanger.audit.chain import ChainError, ChainHead, link_line, read_line
+from kubegate.errors import UnavailableError
+
+_TAIL_CHUNK = 4096
+_COUNT_CHUNK = 1 << 20
+
+
+class AuditLogCorruptError(UnavailableError):
+    """The existing audit log ends in lines that do not verify; kubegate will not extend it.
+    `str()` is the whole message for the operator: file, line, problem, how to recover."""
+
+    def __init__(self, message: str, *, path: Path, line: int) -> None:
+        self.path, self.line = path, line
+        super().__init__("AUDIT_LOG_CORRUPT", message)
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+def _lines(data: bytes) -> list[bytes]:
+    """`data` cut after each newline; a last piece without one is kept (a torn line)."""
+    parts = data.split(b"\n")
+    return [part + b"\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+
+
+def _tail(fd: int) -> tuple[list[bytes], int]:
+    """The file's last two lines (fewer if it has fewer; a torn line counts), and the offset
+    where the first of them starts."""
+    size = os.fstat(fd).st_size
+    chunk = _TAIL_CHUNK
+    while True:
+        start = max(0, size - chunk)
+        lines = _lines(os.pread(fd, size - start, start))
+        if start == 0 or len(lines) > 2:  # the first piece of a chunk may be part of a line
+            kept = lines[-2:]
+            return kept, size - sum(len(line) for line in kept)
+        chunk *= 2
+
+
+def _count_lines(fd: int, end: int) -> int:
+    """Newlines in the file before byte `end`."""
+    count, offset = 0, 0
+    while offset < end:
+        data = os.pread(fd, min(_COUNT_CHUNK, end - offset), offset)
+        if not data:
+            break
+        count += data.count(b"\n")
+        offset += len(data)
+    return count
+
+
+def resume_head(fd: int, path: Path) -> ChainHead:
+    """The head of the chain in the open file `fd`; AuditLogCorruptError if its tail does not
+    verify. OSError propagates (the caller translates it)."""
+    lines, offset = _tail(fd)
+    if not lines:
+        return ChainHead()
+    *before, last = lines
+    previous = ChainHead()
+    if before:
+        try:
+            _, previous, _ = read_line(before[0])
+        except ChainError as error:
+            raise _refusal(fd, path, offset, f"(the line before last) does not verify: {error}",
+                           torn=False) from None
+    last_offset = offset + sum(len(line) for line in before)
+    if not last.endswith(b"\n"):
+        raise _refusal(fd, path, last_offset, "(the last line) is incomplete: the file ends in "
+                       "the middle of it, as a crash during a write leaves it", torn=True)
+    try:
+        return link_line(last, previous)
+    except ChainError as error:
+        raise _refusal(fd, path, last_offset, f"(the last line) does not verify: {error}",
+                       torn=False) from None
+
+
+def _refusal(fd: int, path: Path, offset: int, problem: str, *,
+             torn: bool) -> AuditLogCorruptError:
+    """The error for the line that starts at byte `offset`."""
+    number = _count_lines(fd, offset) + 1
+    quoted = shlex.quote(str(path))
+    if torn:
+        recover = (f"To recover: check the lines before it with `kubegate audit verify "
+                   f"{quoted}`; then keep a copy of the file and either cut the torn line off "
+                   f"(`truncate -s {offset} {quoted}` keeps lines 1 to {number - 1}, and the "
+                   "chain goes on from there) or move the file aside (a new file starts a new "
+                   "chain).")
+    else:
+        recover = (f"To recover: find where the chain breaks with `kubegate audit verify "
+                   f"{quoted}`, keep the file as evidence and move it aside; kubegate then "
+                   "starts a new chain in a new file.")
+    return AuditLogCorruptError(
+        f"audit log {path}: line {number} {problem}. kubegate will not extend a chain it "
+        f"cannot verify. {recover}", path=path, line=number)
