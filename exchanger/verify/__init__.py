@@ -9,7 +9,7 @@ from __future__ import annotations
 from exchanger.verify.algorithms import DEFAULT_ALGORITHMS, SUPPORTED_ALGORITHMS
 from exchanger.verify.claims import TokenClaims, check_claims
 from exchanger.verify.compact import DEFAULT_MAX_TOKEN_BYTES, ParsedToken, parse_compact
-from exchanger.verify.fetch import ClusterLookup, HttpsKeyFetcher, KeyFetchError
+from exchanger.verify.fetch import ClusterJwks, HttpsKeyFetcher, KeyFetchError, KeyResponse
 from exchanger.verify.issuers import (
     IssuerConfig,
     JWKSUrl,
@@ -19,7 +19,7 @@ from exchanger.verify.issuers import (
     StaticKeys,
 )
 from exchanger.verify.jwks import KeySet, VerificationKey, parse_jwks
-from exchanger.verify.keys import BackgroundRefresher, Clock, KeyCache, KeyFetcher
+from exchanger.verify.keys import BackgroundRefresher, Clock, KeyCache, KeyFetcher, KeyHealth
 from exchanger.verify.reasons import KEYS_UNAVAILABLE, TOKEN_REASONS
 from exchanger.verify.verifier import TokenReviewer, Verifier
 
@@ -31,13 +31,15 @@ __all__ = [
     "TOKEN_REASONS",
     "BackgroundRefresher",
     "Clock",
-    "ClusterLookup",
+    "ClusterJwks",
     "HttpsKeyFetcher",
     "IssuerConfig",
     "JWKSUrl",
     "KeyCache",
     "KeyFetchError",
     "KeyFetcher",
+    "KeyHealth",
+    "KeyResponse",
     "KeySet",
     "KeySource",
     "KubernetesCluster",

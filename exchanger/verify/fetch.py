@@ -1,16 +1,27 @@
-"""`HttpsKeyFetcher`: the KeyFetcher adapter that reads JWKS documents over HTTPS (urllib).
+"""`HttpsKeyFetcher`: the KeyFetcher adapter that reads JWKS documents: over HTTPS (urllib) for
+issuers with discovery or a pinned JWKS URL, and from a Kubernetes cluster's own API server for
+`KubernetesCluster` key sources.
 
 Rules of this module, each a known way key fetching has gone wrong elsewhere:
 - https only: the issuer url, a pinned JWKS url and the discovery document's `jwks_uri`;
 - no redirects: a 3xx is an error (PyJWT CVE-2026-102267, key substitution), and no proxies
   from the environment (configuration lives in one place);
 - bounded: a per-operation socket timeout and an overall deadline, and at most `max_bytes`
-  read (a larger body is refused, never truncated and parsed; octo-sts GHSA-75r6-6jg8-pfcq);
+  read (a larger body is refused, never truncated and parsed; octo-sts GHSA-75r6-6jg8-pfcq),
+  whoever made the request;
 - discovery's `issuer` must equal the configured url exactly, or its `jwks_uri` is not used;
-- TLS trust is the issuer's `ca_file` (or the cluster's) when given, else the system's;
-- a Kubernetes cluster's bearer token is sent only to the issuer's own origin;
+- TLS trust for an issuer's own urls is the issuer's `ca_file` when given, else the system's;
+  never a cluster's CA;
+- a `KubernetesCluster` source's keys come from that cluster's API server
+  (`/openid/v1/jwks` at its `server`, with its CA and kubegate's credentials for it) through
+  the `ClusterJwks` port, never by discovery at the issuer url: a kubeadm or kind issuer
+  (`https://kubernetes.default.svc...`) does not resolve outside the cluster and publishes its
+  JWKS on another origin, and an EKS or GKE issuer is a public origin that must never be
+  offered a cluster credential;
+- this module holds no credential: the requests it makes carry no Authorization header, so a
+  url from configuration or from a discovery document can never receive one;
 - every failure leaves as KeyFetchError (UNAVAILABLE, KEYS_UNAVAILABLE) raised `from` the
-  library error; details name URLs and statuses, never credentials.
+  library error; details name URLs, clusters and statuses, never credentials.
 """
 
 from __future__ import annotations
@@ -21,10 +32,9 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Protocol
 
 from exchanger.verify import reasons
 from exchanger.verify.compact import loads_strict_json
@@ -35,14 +45,40 @@ from exchanger.verify.issuers import (
     StaticKeys,
     https_url_problem,
 )
-from kubegate.errors import UnavailableError
+from kubegate.errors import KubegateError, UnavailableError
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
 DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
 _CHUNK_BYTES = 64 * 1024
+_ACCEPT = {
+    # Kubernetes serves its JWKS as application/jwk-set+json and answers 406 to a bare
+    # application/json.
+    "Accept": "application/json, application/jwk-set+json",
+    "User-Agent": "kubegate",
+}
 
-# cluster name -> (CA file to trust for its API server or None, bearer token or None)
-ClusterLookup = Callable[[str], tuple[Path | None, str | None]]
+
+class _Headers(Protocol):
+    def get(self, name: str, /) -> Any: ...
+
+
+class KeyResponse(Protocol):
+    """An HTTP answer being read: http.client's and urllib3's responses both are one."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> _Headers: ...
+
+    def read1(self, size: int, /) -> bytes: ...
+
+
+ClusterJwks = Callable[[str, float], AbstractContextManager[KeyResponse]]
+"""(cluster name, socket timeout) -> the open answer of that cluster's API server to
+`GET /openid/v1/jwks`, asked with the cluster's CA and kubegate's credentials for it, without
+following redirects. Raises KubegateError when the server cannot be asked; errors while the
+answer is read inside the context leave as KubegateError too."""
 
 
 class KeyFetchError(UnavailableError):
@@ -50,18 +86,6 @@ class KeyFetchError(UnavailableError):
 
     def __init__(self, detail: str) -> None:
         super().__init__(reasons.KEYS_UNAVAILABLE, detail)
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Access:
-    """How to reach one issuer: whom to trust, and a credential for its own origin only."""
-
-    ca_file: Path | None
-    bearer_token: str | None = None
-    token_origin: str | None = None
-
-    def __repr__(self) -> str:
-        return f"_Access(ca_file={self.ca_file!r}, token_origin={self.token_origin!r})"
 
 
 class HttpsKeyFetcher:
@@ -72,40 +96,42 @@ class HttpsKeyFetcher:
         *,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        cluster_lookup: ClusterLookup | None = None,
+        cluster_jwks: ClusterJwks | None = None,
     ) -> None:
         if timeout <= 0 or max_bytes <= 0:
             raise ValueError("timeout and max_bytes must be positive")
         self._timeout = timeout
         self._max_bytes = max_bytes
-        self._cluster_lookup = cluster_lookup
+        self._cluster_jwks = cluster_jwks
 
     def fetch_jwks(self, issuer: IssuerConfig) -> Mapping[str, Any]:
         source = issuer.key_source
         if isinstance(source, StaticKeys):
             return source.jwks
-        access = self._access(issuer)
-        jwks_url = source.url if isinstance(source, JWKSUrl) else self._discover(issuer, access)
-        return self._get_json(jwks_url, access, f"JWKS of issuer {issuer.name}")
+        if isinstance(source, KubernetesCluster):
+            return self._from_cluster(issuer, source.cluster)
+        jwks_url = source.url if isinstance(source, JWKSUrl) else self._discover(issuer)
+        return self._get_json(jwks_url, issuer.ca_file, f"JWKS of issuer {issuer.name}")
 
-    def _access(self, issuer: IssuerConfig) -> _Access:
-        source = issuer.key_source
-        if not isinstance(source, KubernetesCluster) or self._cluster_lookup is None:
-            return _Access(ca_file=issuer.ca_file)
+    def _from_cluster(self, issuer: IssuerConfig, cluster: str) -> dict[str, Any]:
+        what = f"JWKS of issuer {issuer.name}"
+        where = f"the API server of cluster {cluster}"
+        if self._cluster_jwks is None:
+            raise KeyFetchError(f"{what}: no access to cluster {cluster}")
         try:
-            ca_file, bearer_token = self._cluster_lookup(source.cluster)
-        except Exception as error:
-            raise KeyFetchError(
-                f"no access to cluster {source.cluster} for issuer {issuer.name}"
-            ) from error
-        return _Access(
-            ca_file=ca_file or issuer.ca_file, bearer_token=bearer_token,
-            token_origin=_origin(issuer.url),
-        )
+            with self._cluster_jwks(cluster, self._timeout) as response:
+                body = self._read(response, where, what)
+        except KeyFetchError:
+            raise
+        except KubegateError as error:
+            raise KeyFetchError(f"{what}: {where}: {error.detail or error.reason}") from error
+        except (OSError, http.client.HTTPException, ValueError) as error:  # an adapter's slip
+            raise KeyFetchError(f"{what}: {where} failed: {_describe(error)}") from error
+        return self._parse(body, where, what)
 
-    def _discover(self, issuer: IssuerConfig, access: _Access) -> str:
+    def _discover(self, issuer: IssuerConfig) -> str:
         what = f"discovery of issuer {issuer.name}"
-        document = self._get_json(issuer.discovery_url, access, what)
+        document = self._get_json(issuer.discovery_url, issuer.ca_file, what)
         if document.get("issuer") != issuer.url:
             raise KeyFetchError(f"{what}: the document's issuer is not the configured url")
         jwks_uri = document.get("jwks_uri")
@@ -114,8 +140,10 @@ class HttpsKeyFetcher:
             raise KeyFetchError(f"{what}: jwks_uri {problem}")
         return jwks_uri
 
-    def _get_json(self, url: str, access: _Access, what: str) -> dict[str, Any]:
-        body = self._get(url, access, what)
+    def _get_json(self, url: str, ca_file: Path | None, what: str) -> dict[str, Any]:
+        return self._parse(self._get(url, ca_file, what), url, what)
+
+    def _parse(self, body: bytes, url: str, what: str) -> dict[str, Any]:
         try:
             document = loads_strict_json(body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as error:
@@ -124,13 +152,13 @@ class HttpsKeyFetcher:
             raise KeyFetchError(f"{what}: {url} did not return a JSON object")
         return document
 
-    def _get(self, url: str, access: _Access, what: str) -> bytes:
+    def _get(self, url: str, ca_file: Path | None, what: str) -> bytes:
         problem = https_url_problem(url)
         if problem:
             raise KeyFetchError(f"{what}: url {problem}")
-        request = urllib.request.Request(url, headers=self._headers(url, access))  # noqa: S310
+        request = urllib.request.Request(url, headers=dict(_ACCEPT))  # noqa: S310
         try:
-            opener = _opener(access.ca_file)
+            opener = _opener(ca_file)
             with opener.open(request, timeout=self._timeout) as response:
                 return self._read(response, url, what)
         except urllib.error.HTTPError as error:
@@ -139,20 +167,12 @@ class HttpsKeyFetcher:
         except (OSError, http.client.HTTPException, ValueError) as error:
             raise KeyFetchError(f"{what}: {url} failed: {_describe(error)}") from error
 
-    def _headers(self, url: str, access: _Access) -> dict[str, str]:
-        # Kubernetes serves its JWKS as application/jwk-set+json and answers 406 to a bare
-        # application/json.
-        headers = {"Accept": "application/json, application/jwk-set+json",
-                   "User-Agent": "kubegate"}
-        if access.bearer_token and _origin(url) == access.token_origin:
-            headers["Authorization"] = f"Bearer {access.bearer_token}"
-        return headers
-
-    def _read(self, response: http.client.HTTPResponse, url: str, what: str) -> bytes:
+    def _read(self, response: KeyResponse, url: str, what: str) -> bytes:
         if response.status != 200:
-            raise KeyFetchError(f"{what}: {url} answered {response.status}, expected 200")
-        declared = response.getheader("Content-Length")
-        if declared and declared.isdigit() and int(declared) > self._max_bytes:
+            raise KeyFetchError(f"{what}: {url} answered {_status(response.status)}, "
+                                "expected 200")
+        declared = response.headers.get("Content-Length")
+        if isinstance(declared, str) and declared.isdigit() and int(declared) > self._max_bytes:
             raise KeyFetchError(f"{what}: {url} body is over {self._max_bytes} bytes")
         deadline = time.monotonic() + 2 * self._timeout
         body = bytearray()
@@ -177,11 +197,6 @@ def _opener(ca_file: Path | None) -> urllib.request.OpenerDirector:
     ):
         opener.add_handler(handler)
     return opener
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}:{parts.port or 443}"
 
 
 def _status(code: int) -> str:

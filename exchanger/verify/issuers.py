@@ -60,7 +60,8 @@ class StaticKeys:
 
 @dataclass(frozen=True, kw_only=True)
 class KubernetesCluster:
-    """Keys through a cluster's service-account issuer discovery; `token_review` asks the
+    """Keys from the named cluster's own API server (`/openid/v1/jwks`, asked with kubegate's
+    credentials for that cluster), whatever its issuer url is; `token_review` asks the
     verifier to confirm each token with a TokenReview too (catches deleted pods)."""
 
     cluster: str

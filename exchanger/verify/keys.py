@@ -10,7 +10,10 @@ Invariants:
 - a failed fetch never discards keys: the last good set keeps serving until a fetch succeeds;
   a fetched document with no usable key counts as a failed fetch;
 - with no keys ever loaded and a failed fetch, callers get UnavailableError KEYS_UNAVAILABLE
-  (the dependency is down), not InvalidTokenError (the token may be fine);
+  (the dependency is down), not InvalidTokenError (the token may be fine); its public message
+  names the issuer, never the failure;
+- `health(name)` is a snapshot of one issuer's keys (serving or not, last success, last
+  error) for readiness, metrics and `kubegate status`; it reads, never fetches;
 - `StaticKeys` issuers are parsed from configuration, without the fetcher;
 - nothing here raises out of the background thread, and no token is ever seen here.
 """
@@ -38,6 +41,12 @@ FETCH_OK = "ok"
 FETCH_FAILED = "error"
 FETCH_INVALID = "invalid"
 
+# What `KeyHealth.state` says.
+STATE_PENDING = "pending"  # never fetched yet
+STATE_OK = "ok"  # the last fetch succeeded
+STATE_STALE = "stale"  # the last fetch failed; the last good keys keep serving
+STATE_FAILING = "failing"  # the last fetch failed and there are no keys: exchanges fail
+
 Clock = Callable[[], float]
 FetchObserver = Callable[[str, str], None]
 
@@ -48,6 +57,30 @@ class KeyFetcher(Protocol):
     def fetch_jwks(self, issuer: IssuerConfig) -> Mapping[str, Any]: ...
 
 
+@dataclass(frozen=True, kw_only=True)
+class KeyHealth:
+    """One issuer's keys as of now. Times are the cache's clock (seconds since the epoch in
+    the exchanger); `last_error` is the last failure's detail (URLs, statuses, never a
+    credential), empty once a fetch succeeds."""
+
+    issuer: str
+    serving: bool  # some keys are loaded: this issuer's tokens can be verified
+    key_count: int
+    last_result: str | None  # FETCH_OK, FETCH_FAILED, FETCH_INVALID; None: never fetched
+    last_attempt: float | None
+    last_success: float | None
+    last_error: str
+
+    @property
+    def state(self) -> str:
+        """STATE_PENDING, STATE_OK, STATE_STALE or STATE_FAILING."""
+        if self.last_result is None:
+            return STATE_PENDING
+        if self.last_result == FETCH_OK:
+            return STATE_OK
+        return STATE_STALE if self.serving else STATE_FAILING
+
+
 @dataclass(kw_only=True)
 class _IssuerSlot:
     """One issuer's mutable state. `lock` is held for the whole of a fetch."""
@@ -55,6 +88,8 @@ class _IssuerSlot:
     lock: threading.Lock = field(default_factory=threading.Lock)
     keys: KeySet | None = None
     attempted_at: float | None = None
+    succeeded_at: float | None = None
+    last_result: str | None = None
     generation: int = 0
     fetches: int = 0
     last_error: str = "never fetched"
@@ -90,10 +125,8 @@ class KeyCache:
         if key is not None:
             return key
         if slot.keys is None:
-            raise UnavailableError(
-                reasons.KEYS_UNAVAILABLE,
-                f"no keys for issuer {issuer.name} yet; last fetch: {slot.last_error}",
-            )
+            raise reasons.keys_unavailable(
+                issuer.name, f"no keys for issuer {issuer.name} yet; last fetch: {slot.last_error}")
         which = "no kid" if kid is None else "its kid"
         raise reasons.rejected(
             reasons.UNKNOWN_KEY, f"issuer {issuer.name} has no {algorithm} key for {which}"
@@ -117,6 +150,16 @@ class KeyCache:
         """The keys currently serving for this issuer, if any were ever loaded."""
         return self._slot(issuer_name).keys
 
+    def health(self, issuer_name: str) -> KeyHealth:
+        """A snapshot of this issuer's keys; never fetches, never blocks on a fetch."""
+        slot = self._slot(issuer_name)
+        keys, result = slot.keys, slot.last_result
+        return KeyHealth(
+            issuer=issuer_name, serving=keys is not None,
+            key_count=len(keys.keys) if keys is not None else 0, last_result=result,
+            last_attempt=slot.attempted_at, last_success=slot.succeeded_at,
+            last_error="" if result in (None, FETCH_OK) else slot.last_error)
+
     def _slot(self, issuer_name: str) -> _IssuerSlot:
         with self._slots_lock:
             return self._slots.setdefault(issuer_name, _IssuerSlot())
@@ -136,9 +179,10 @@ class KeyCache:
         slot.fetches += 1
         keys, result, problem = self._fetch_keys(issuer)
         if keys is not None:
-            slot.keys = keys
+            slot.keys, slot.succeeded_at = keys, slot.attempted_at
         else:
             slot.last_error = problem
+        slot.last_result = result
         slot.generation += 1
         self._report(issuer, slot, result)
         return result

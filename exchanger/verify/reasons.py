@@ -3,13 +3,18 @@
 A reason is machine-readable and travels to the caller (google.rpc.ErrorInfo); the public
 message helps the caller fix their side without revealing configuration. The detail, for the
 audit log only, is written by the check that failed and never contains token bytes.
+
+The one piece of configuration a public message names is an issuer's configured name, and only
+when its keys are unavailable: callers and mapping authors already know it (trust mappings
+and `kubectl get trustmappings` show it), and it tells them whose outage they are waiting on.
+Never its url, key source or the failure's detail.
 """
 
 # ruff: noqa: S105  (reason names mention "TOKEN"; none of them is a secret)
 
 from __future__ import annotations
 
-from kubegate.errors import InvalidTokenError
+from kubegate.errors import InvalidTokenError, UnavailableError
 
 # -- shape of the token (compact.py) --
 TOKEN_TOO_LARGE = "TOKEN_TOO_LARGE"
@@ -70,3 +75,11 @@ TOKEN_REASONS = tuple(_PUBLIC_MESSAGES)
 def rejected(reason: str, detail: str) -> InvalidTokenError:
     """The InvalidTokenError for `reason`; `detail` goes to the audit log and must hold no token."""
     return InvalidTokenError(reason, detail, public_message=_PUBLIC_MESSAGES[reason])
+
+
+def keys_unavailable(issuer_name: str, detail: str) -> UnavailableError:
+    """UNAVAILABLE KEYS_UNAVAILABLE for an issuer without keys; the public message names the
+    issuer (its configured name), `detail` (the last failure, for the audit log) holds no token."""
+    return UnavailableError(
+        KEYS_UNAVAILABLE, detail,
+        public_message=f"the keys of issuer {issuer_name} are unavailable; try again later")

@@ -1,22 +1,19 @@
 """HttpsKeyFetcher against real HTTPS servers on 127.0.0.1 (stdlib http.server, TestCA
-certificates): discovery, JWKS, and every way a key endpoint can misbehave."""
+certificates): discovery, JWKS, every way a key endpoint can misbehave, and a cluster's keys
+read from its API server with kubegate's credentials, which no other origin ever sees."""
 
 from __future__ import annotations
 
 import socket
-import socketserver
-import ssl
-import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from exchanger.kube.client import ClusterCredentials, KubernetesClient
+from exchanger.server import key_fetcher
 from exchanger.verify import (
     HttpsKeyFetcher,
     IssuerConfig,
@@ -28,102 +25,11 @@ from exchanger.verify import (
     Verifier,
 )
 from kubegate.errors import UnavailableError
+from tests.support.keyserver import JWKS_BODY, KeyServer, Reply
 from tests.support.oidc import GitHubActionsIssuer
 from tests.support.pki import TestCA
 
-JWKS_BODY = (b'{"keys":[{"kty":"EC","crv":"P-256","kid":"k1",'
-             b'"x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4",'
-             b'"y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM"}]}')
-
-
-@dataclass(frozen=True, kw_only=True)
-class Reply:
-    status: int = 200
-    body: bytes = JWKS_BODY
-    headers: dict[str, str] = field(default_factory=dict)
-    declare_length: bool = True
-    delay: float = 0.0
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = False
-
-    def __init__(self, context: ssl.SSLContext, owner: KeyServer) -> None:
-        self.context = context
-        self.owner = owner
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)  # no reverse DNS lookup
-        self.server_name, self.server_port = "127.0.0.1", self.server_address[1]
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        request.settimeout(5)
-        with self.context.wrap_socket(request, server_side=True) as tls:
-            _Handler(tls, client_address, self)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], OSError):  # clients hanging up are expected here
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_GET(self) -> None:  # http.server's naming
-        owner = self.server.owner
-        owner.requests.append((self.path, self.headers.get("Authorization")))
-        reply = owner.routes.get(self.path, Reply(status=404, body=b'{"error":"not found"}'))
-        if reply.delay:
-            owner.stopping.wait(reply.delay)
-        self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json")
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        if reply.declare_length:
-            self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
-        self.wfile.write(reply.body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class KeyServer:
-    """An HTTPS server with fixed replies per path; records each request's path and auth."""
-
-    def __init__(self, ca: TestCA, folder: Path) -> None:
-        cert_path, key_path = ca.issue_server(("127.0.0.1", "localhost")).write(folder, "server")
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert_path, key_path)
-        self.routes: dict[str, Reply] = {}
-        self.requests: list[tuple[str, str | None]] = []
-        self.stopping = threading.Event()
-        self._server = _Server(context, self)
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self._server.server_port}"
-
-    @property
-    def paths(self) -> list[str]:
-        return [path for path, _ in self.requests]
-
-    def serve_discovery(self, issuer_url: str | None = None, jwks_uri: str | None = None) -> None:
-        issuer_url = self.url if issuer_url is None else issuer_url
-        jwks_uri = f"{self.url}/jwks" if jwks_uri is None else jwks_uri
-        body = f'{{"issuer":"{issuer_url}","jwks_uri":"{jwks_uri}"}}'.encode()
-        self.routes["/.well-known/openid-configuration"] = Reply(body=body)
-        self.routes["/jwks"] = Reply()
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+CLUSTER_TOKEN = "token-of-prod-" + "x" * 40  # noqa: S105 - a test credential, not a secret
 
 
 @pytest.fixture(scope="module")
@@ -307,48 +213,145 @@ def test_error_is_raised_from_the_library_error(server: KeyServer, ca_file: Path
     assert "503" in error.detail
 
 
-# -- Kubernetes clusters --------------------------------------------------------------------------
+# -- Kubernetes clusters: keys from the cluster's own API server ---------------------------------
 
 
-def test_cluster_credentials_are_sent_to_the_issuer_origin(server: KeyServer,
-                                                           ca_file: Path) -> None:
-    server.serve_discovery()
-    fetcher = HttpsKeyFetcher(cluster_lookup=lambda cluster: (ca_file, f"token-of-{cluster}"))
-    issuer = issuer_at(server, None, key_source=KubernetesCluster(cluster="prod"))
-    assert fetcher.fetch_jwks(issuer)["keys"]
-    assert [auth for _, auth in server.requests] == ["Bearer token-of-prod"] * 2
+@pytest.fixture
+def api_server(ca: TestCA, tmp_path: Path) -> Iterator[KeyServer]:
+    """What the fetcher is told is cluster prod's API server."""
+    folder = tmp_path / "api-server"
+    folder.mkdir()
+    key_server = KeyServer(ca, folder)
+    key_server.routes["/openid/v1/jwks"] = Reply()
+    yield key_server
+    key_server.stop()
 
 
-def test_cluster_credentials_never_go_to_another_origin(server: KeyServer, ca_file: Path) -> None:
-    other_origin = server.url.replace("127.0.0.1", "localhost")
-    server.serve_discovery(jwks_uri=f"{other_origin}/jwks")
-    fetcher = HttpsKeyFetcher(cluster_lookup=lambda cluster: (ca_file, "secret-bearer"))
-    issuer = issuer_at(server, None, key_source=KubernetesCluster(cluster="prod"))
-    assert fetcher.fetch_jwks(issuer)["keys"]
-    assert server.requests == [("/.well-known/openid-configuration", "Bearer secret-bearer"),
-                               ("/jwks", None)]
+class cluster_client:  # noqa: N801 - used as a context manager, like open()
+    """A KubernetesClient for `api` that authenticates with CLUSTER_TOKEN from a token file."""
+
+    def __init__(self, api: KeyServer, ca_file: Path) -> None:
+        token_file = ca_file.parent / "cluster-token"
+        token_file.write_text(CLUSTER_TOKEN)
+        self._client = KubernetesClient(server=api.url, ca_file=ca_file,
+                                        credentials=ClusterCredentials(token_file=token_file))
+
+    def __enter__(self) -> KubernetesClient:
+        return self._client
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._client.close()
 
 
-def test_cluster_lookup_failure_is_an_error_without_the_credential(
-    server: KeyServer, ca_file: Path
+def cluster_issuer(server: KeyServer, ca_file: Path | None = None) -> IssuerConfig:
+    """An in-cluster issuer whose url is `server` (a stray origin), keys from cluster prod."""
+    return issuer_at(server, ca_file, key_source=KubernetesCluster(cluster="prod"))
+
+
+def test_cluster_keys_come_from_its_api_server_with_its_credentials(
+    server: KeyServer, ca_file: Path, api_server: KeyServer,
 ) -> None:
-    def lookup(cluster: str) -> tuple[Path | None, str | None]:
-        raise KeyError(cluster)
+    server.serve_discovery()
+    with cluster_client(api_server, ca_file) as client:
+        document = key_fetcher({"prod": client}).fetch_jwks(cluster_issuer(server, ca_file))
+    assert document["keys"][0]["kid"] == "k1"
+    assert api_server.requests == [("/openid/v1/jwks", f"Bearer {CLUSTER_TOKEN}")]
+    assert server.requests == []  # the issuer url is never asked, with or without credentials
 
-    issuer = issuer_at(server, ca_file, key_source=KubernetesCluster(cluster="prod"))
-    error = refused(HttpsKeyFetcher(cluster_lookup=lookup), issuer)
-    assert "prod" in error.detail
+
+def test_a_redirect_of_the_cluster_keys_is_not_followed(
+    server: KeyServer, ca_file: Path, api_server: KeyServer,
+) -> None:
+    api_server.routes["/openid/v1/jwks"] = Reply(status=302,
+                                                 headers={"Location": f"{server.url}/jwks"})
+    server.serve_discovery()
+    with cluster_client(api_server, ca_file) as client:
+        error = refused(key_fetcher({"prod": client}), cluster_issuer(server, ca_file))
+    assert "redirect" in error.detail and "cluster prod" in error.detail
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["declared length", "undeclared length"])
+def test_cluster_keys_are_bounded_like_any_other(
+    server: KeyServer, ca_file: Path, api_server: KeyServer, declared: bool,
+) -> None:
+    api_server.routes["/openid/v1/jwks"] = Reply(
+        body=JWKS_BODY[:-1] + b',"pad":"' + b"x" * 4096 + b'"}', declare_length=declared)
+    with cluster_client(api_server, ca_file) as client:
+        fetcher = HttpsKeyFetcher(max_bytes=2048, cluster_jwks=lambda _, timeout:
+                                  client.open_service_account_jwks(timeout))
+        error = refused(fetcher, cluster_issuer(server))
+    assert "over 2048 bytes" in error.detail
+
+
+def test_a_slow_cluster_api_server_times_out(
+    server: KeyServer, ca_file: Path, api_server: KeyServer,
+) -> None:
+    api_server.routes["/openid/v1/jwks"] = Reply(delay=10)
+    started = time.monotonic()
+    with cluster_client(api_server, ca_file) as client:
+        fetcher = HttpsKeyFetcher(timeout=0.3, cluster_jwks=lambda _, timeout:
+                                  client.open_service_account_jwks(timeout))
+        error = refused(fetcher, cluster_issuer(server))
+    assert time.monotonic() - started < 5
+    assert "cluster prod" in error.detail
+
+
+def test_an_unreachable_cluster_api_server_is_an_error_naming_the_cluster(
+    server: KeyServer, ca_file: Path, tmp_path: Path,
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    token_file = tmp_path / "token"
+    token_file.write_text(CLUSTER_TOKEN)
+    client = KubernetesClient(server=f"https://127.0.0.1:{port}", ca_file=ca_file,
+                              credentials=ClusterCredentials(token_file=token_file))
+    try:
+        error = refused(key_fetcher({"prod": client}), cluster_issuer(server))
+    finally:
+        client.close()
+    assert "cluster prod" in error.detail and "issuer test" in error.detail
+    assert server.requests == []
+
+
+def test_a_cluster_source_without_access_to_the_cluster_asks_no_origin(
+    server: KeyServer, ca_file: Path,
+) -> None:
+    server.serve_discovery()
+    for fetcher in (HttpsKeyFetcher(), key_fetcher({})):
+        error = refused(fetcher, cluster_issuer(server, ca_file))
+        assert "prod" in error.detail
+    assert server.requests == []
 
 
 def test_failed_cluster_fetch_does_not_reveal_the_bearer_token(
-    server: KeyServer, ca_file: Path
+    server: KeyServer, ca_file: Path, api_server: KeyServer,
 ) -> None:
+    api_server.routes["/openid/v1/jwks"] = Reply(status=401, body=b'{"message":"Unauthorized"}')
+    with cluster_client(api_server, ca_file) as client:
+        error = refused(key_fetcher({"prod": client}), cluster_issuer(server))
+    assert "401" in error.detail
+    assert CLUSTER_TOKEN not in str(error) and CLUSTER_TOKEN not in repr(error.__cause__)
+
+
+# -- no credential for an issuer's own urls -----------------------------------------------------
+
+
+@pytest.mark.parametrize("pinned", [False, True], ids=["discovery", "jwksUrl"])
+def test_an_issuer_origin_never_gets_an_authorization_header(
+    server: KeyServer, ca_file: Path, api_server: KeyServer, pinned: bool,
+) -> None:
+    """Even from a fetcher that holds a cluster's credentials."""
     server.serve_discovery()
-    server.routes["/jwks"] = Reply(status=401, body=b'{"message":"Unauthorized"}')
-    fetcher = HttpsKeyFetcher(cluster_lookup=lambda cluster: (ca_file, "secret-bearer"))
-    issuer = issuer_at(server, None, key_source=KubernetesCluster(cluster="prod"))
-    error = refused(fetcher, issuer)
-    assert "secret-bearer" not in str(error) and "secret-bearer" not in repr(error.__cause__)
+    with cluster_client(api_server, ca_file) as client:
+        fetcher = key_fetcher({"prod": client})
+        source = JWKSUrl(url=f"{server.url}/jwks") if pinned else None
+        issuer = issuer_at(server, ca_file, **({"key_source": source} if source else {}))
+        assert fetcher.fetch_jwks(issuer)["keys"]
+    assert server.paths[-1] == "/jwks"
+    assert server.authorizations == []
+    assert api_server.requests == []
 
 
 # -- end to end with the loopback GitHub issuer ---------------------------------------------------

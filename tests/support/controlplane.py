@@ -162,14 +162,26 @@ class ControlPlane:
     Attributes a test may use: `url`, `ca_path`, `ca_pem`, `issuer`, `jwks_uri`,
     `audit_log_path`, `authentication_config_path`, `admin_cert_path`, `admin_key_path`,
     `admin_kubeconfig_path`, `kubectl_path`, `sa_public_key_pem`.
+
+    The service-account issuer is the API server's own URL, with its JWKS there too, unless
+    `issuer` says otherwise (`--service-account-issuer`). With another issuer, `jwks_uri`
+    (`--service-account-jwks-uri`) is left out by default, and the API server publishes
+    `https://<advertise address>:<port>/openid/v1/jwks` in its discovery document, as it does
+    in kubeadm and kind clusters (issuer `https://kubernetes.default.svc.cluster.local`).
     """
 
-    def __init__(self, bin_dir: Path, workdir: Path) -> None:
+    def __init__(self, bin_dir: Path, workdir: Path, *, issuer: str | None = None,
+                 jwks_uri: str | None = None) -> None:
         self.bin_dir = bin_dir
         self.workdir = workdir
         self.kubectl_path = bin_dir / "kubectl"
         self._processes: list[Process] = []
         self._write_files()
+        if issuer is not None:
+            self.issuer = issuer
+        self._jwks_uri_flag = jwks_uri if issuer is not None else self.jwks_uri
+        if issuer is not None:
+            self.jwks_uri = jwks_uri or f"{self.url}/openid/v1/jwks"  # the advertise address
 
     # -- files -------------------------------------------------------------------------
 
@@ -273,7 +285,8 @@ class ControlPlane:
             f"--client-ca-file={self.client_ca_path}",
             "--authorization-mode=RBAC",
             f"--service-account-issuer={self.issuer}",
-            f"--service-account-jwks-uri={self.jwks_uri}",
+            *([f"--service-account-jwks-uri={self._jwks_uri_flag}"] if self._jwks_uri_flag
+              else []),
             f"--service-account-key-file={self.sa_pub_path}",
             f"--service-account-signing-key-file={self.sa_key_path}",
             "--service-cluster-ip-range=10.0.0.0/24",

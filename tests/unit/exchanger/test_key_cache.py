@@ -215,6 +215,15 @@ def test_nothing_ever_fetched_and_fetch_failing_is_unavailable_not_invalid_token
     assert "github" in caught.value.detail and "timed out" in caught.value.detail
 
 
+def test_unavailable_keys_name_the_issuer_in_public_and_the_failure_only_in_the_detail() -> None:
+    cache, _, _ = cache_for({"github": KeyFetchError("https://github.example/jwks answered 503")})
+    with pytest.raises(UnavailableError) as caught:
+        cache.get_key(issuer(), "a", "RS256")
+    assert caught.value.public_message == ("the keys of issuer github are unavailable; "
+                                           "try again later")
+    assert "503" in caught.value.detail and "example" not in caught.value.public_message
+
+
 def test_fetcher_bug_is_contained_and_reported_as_unavailable() -> None:
     cache, _, _ = cache_for({"github": RuntimeError("bug")})
     with pytest.raises(UnavailableError) as caught:
@@ -355,6 +364,45 @@ def test_on_fetch_reports_each_result_per_issuer() -> None:
     )
     cache.refresh_all([issuer("github"), issuer("gitlab"), issuer("other")])
     assert seen == [("github", "ok"), ("gitlab", "error"), ("other", "invalid")]
+
+
+# -- health ---------------------------------------------------------------------------------------
+
+
+def test_health_follows_an_issuer_from_pending_to_ok_stale_and_failing() -> None:
+    cache, fetcher, clock = cache_for({"github": jwks(jwk(RSA_A, "a"), jwk(RSA_B, "b"))})
+    pending = cache.health("github")
+    assert (pending.state, pending.serving, pending.last_success) == ("pending", False, None)
+    assert fetcher.calls["github"] == 0  # health never fetches
+
+    cache.refresh(issuer())
+    ok = cache.health("github")
+    assert (ok.state, ok.serving, ok.key_count, ok.last_success, ok.last_error) == (
+        "ok", True, 2, 1000.0, "")
+
+    clock.now = 1300.0
+    fetcher.documents["github"] = KeyFetchError("https://github.example/jwks answered HTTP 503")
+    cache.refresh(issuer())
+    stale = cache.health("github")
+    assert (stale.state, stale.serving, stale.last_success, stale.last_attempt) == (
+        "stale", True, 1000.0, 1300.0)
+    assert "503" in stale.last_error
+
+    fresh, fetcher, _ = cache_for({"gitlab": KeyFetchError("gitlab.example: timed out")})
+    fresh.refresh(issuer("gitlab"))
+    failing = fresh.health("gitlab")
+    assert (failing.state, failing.serving, failing.key_count) == ("failing", False, 0)
+    assert "timed out" in failing.last_error
+
+
+def test_health_recovers_with_the_next_good_fetch() -> None:
+    cache, fetcher, clock = cache_for({"github": KeyFetchError("down")})
+    cache.refresh(issuer())
+    fetcher.documents["github"] = jwks(jwk(RSA_A, "a"))
+    clock.now = 2000.0
+    cache.refresh(issuer())
+    health = cache.health("github")
+    assert (health.state, health.last_success, health.last_error) == ("ok", 2000.0, "")
 
 
 def test_a_failing_on_fetch_callback_does_not_break_lookups() -> None:
