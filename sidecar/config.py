@@ -19,17 +19,29 @@ import grp
 import pwd
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kubegate.addresses import parse_address, parse_host_port
 from kubegate.client.settings import ExchangeSettings, read_exchange_settings
 from kubegate.configread import FlagsOrEnv
 from kubegate.errors import ConfigError
+from kubegate.http.hosts import HostPolicy
 from kubegate.socketapi import DEFAULT_SOCKET_PATH
 from sidecar.refresh import RefreshPolicy
 
 DEFAULT_PLUGIN_COMMAND = ("kubegate",)
+DEFAULT_PROXY_MAX_CONNECTIONS = 256
+DEFAULT_PROXY_HEAD_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProxyLimits:
+    """Who may call the API proxy and how much of it one may hold (`sidecar.proxy`)."""
+
+    allowed_hosts: frozenset[str] = frozenset()  # Host names besides the loopback ones
+    max_connections: int = DEFAULT_PROXY_MAX_CONNECTIONS
+    head_timeout: float = DEFAULT_PROXY_HEAD_TIMEOUT  # seconds, accept to end of head
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +58,7 @@ class SidecarConfig:
     once: bool = False
     kubeconfig: Path | None = None
     log_level: str = "INFO"
+    proxy: ProxyLimits = field(default_factory=lambda: ProxyLimits())
 
     @property
     def socket_mode(self) -> int:
@@ -68,7 +81,7 @@ def load_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Sidecar
         policy=_policy(values), exchange_timeout=values.duration("exchange-timeout", 3.0,
                                                                  minimum=0.1),
         plugin_command=_plugin_command(values), once=once, kubeconfig=kubeconfig,
-        log_level=_log_level(values))
+        log_level=_log_level(values), proxy=_proxy_limits(values))
     if values.problems:
         raise ConfigError(values.problems)
     return config
@@ -121,6 +134,24 @@ def _proxy_listen(values: FlagsOrEnv) -> str | None:
         values.problem("proxy-listen", f"expected 127.0.0.1:PORT (loopback only: the proxy "
                        f"acts with the credential) or unix:/path, got {text!r}")
     return text
+
+
+def _proxy_limits(values: FlagsOrEnv) -> ProxyLimits:
+    hosts = frozenset(part.strip().lower() for part in
+                      values.text("proxy-allowed-hosts").split(",") if part.strip())
+    try:
+        HostPolicy(allowed_hosts=hosts)
+    except ValueError:
+        values.problem("proxy-allowed-hosts", "expected host names or IP addresses "
+                       "(IPv6 in brackets), comma-separated, without ports")
+        hosts = frozenset()
+    maximum = values.text("proxy-max-connections", str(DEFAULT_PROXY_MAX_CONNECTIONS))
+    if not (maximum.isascii() and maximum.isdigit() and 1 <= int(maximum) <= 65536):
+        values.problem("proxy-max-connections", f"expected a whole number from 1 to 65536, "
+                       f"got {maximum!r}")
+        maximum = str(DEFAULT_PROXY_MAX_CONNECTIONS)
+    timeout = values.duration("proxy-head-timeout", DEFAULT_PROXY_HEAD_TIMEOUT, minimum=0.1)
+    return ProxyLimits(allowed_hosts=hosts, max_connections=int(maximum), head_timeout=timeout)
 
 
 def _metrics_listen(values: FlagsOrEnv) -> str | None:

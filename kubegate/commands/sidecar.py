@@ -34,6 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--allowed-uids", metavar="UID,...", help="serve only these peer uids (SO_PEERCRED)")
     add("--proxy-listen", metavar="ADDR",
         help="also proxy the Kubernetes API on 127.0.0.1:PORT or unix:/path")
+    add("--proxy-allowed-hosts", metavar="NAME,...",
+        help="Host names the proxy answers besides localhost and loopback addresses")
+    add("--proxy-max-connections", metavar="N",
+        help="connections the proxy holds at once; more are answered 503 (256)")
+    add("--proxy-head-timeout", metavar="DURATION",
+        help="time a proxy client has to send a whole request head (10s)")
     add("--metrics-listen", metavar="HOST:PORT", help="serve /metrics over TCP here too")
     add("--refresh-fraction", metavar="F", help="refresh at this share of the lifetime (0.5)")
     add("--refresh-jitter", metavar="F", help="spread the refresh point by ±F of it (0.1)")

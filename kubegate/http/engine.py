@@ -31,6 +31,7 @@ from kubegate.http.errors import (
 from kubegate.http.headers import (
     BodyFraming,
     Headers,
+    absolute_authority,
     is_upgrade_request,
     origin_form,
     request_framing,
@@ -47,6 +48,7 @@ class RequestHead:
     headers: Headers  # as received, names in their case
     upgrade: bool  # Connection: upgrade and an Upgrade protocol
     framing: BodyFraming
+    authority: str | None = None  # of an absolute-form target (`GET http://host/path`)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -213,9 +215,10 @@ def _request_head(event: h11.Request) -> RequestHead:
     if method == "CONNECT":
         raise UnsupportedMethodError("CONNECT")
     headers = _headers(event)
-    return RequestHead(method=method, target=origin_form(event.target.decode("latin-1")),
-                       headers=headers, upgrade=is_upgrade_request(headers),
-                       framing=request_framing(headers))
+    target = event.target.decode("latin-1")
+    return RequestHead(method=method, target=origin_form(target), headers=headers,
+                       upgrade=is_upgrade_request(headers), framing=request_framing(headers),
+                       authority=absolute_authority(target))
 
 
 def _client_error(error: h11.RemoteProtocolError) -> HttpError:

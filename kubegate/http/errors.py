@@ -49,6 +49,40 @@ class UnsupportedMethodError(HttpError):
     default_message = "CONNECT is not supported"
 
 
+class HostNotAllowedError(HttpError):
+    """A `Host` that is not a loopback name or an allowed one: DNS rebinding, or a client that
+    reached the relay under a name nobody configured (`kubegate.http.hosts`)."""
+
+    code = Code.PERMISSION_DENIED
+    reason_code = "HOST_NOT_ALLOWED"
+    default_message = "this Host is not allowed (loopback names or --proxy-allowed-hosts)"
+
+
+class CrossOriginError(HttpError):
+    """A browser's request from another origin (`Origin`, `Sec-Fetch-Site`): a web page must
+    not act with the relay's credential."""
+
+    code = Code.PERMISSION_DENIED
+    reason_code = "CROSS_ORIGIN"
+    default_message = "cross-origin browser requests are refused"
+
+
+class HeadTimeoutError(HttpError):
+    """The client did not send a whole request head in time (a slow or idle client)."""
+
+    code = Code.DEADLINE_EXCEEDED
+    reason_code = "HEAD_TIMEOUT"
+    default_message = "no whole request head in time"
+
+
+class TooManyConnectionsError(HttpError):
+    """The relay holds as many connections as it may: the client may try again shortly."""
+
+    code = Code.UNAVAILABLE
+    reason_code = "TOO_MANY_CONNECTIONS"
+    default_message = "too many connections, try again shortly"
+
+
 class UpstreamError(HttpError):
     """The upstream could not be reached, trusted or understood: the relay is a gateway whose
     next hop failed, which is not the client's fault and not the relay's own unavailability."""

@@ -100,6 +100,14 @@ def origin_form(target: str) -> str:
     raise BadRequestError("unsupported request target form")
 
 
+def absolute_authority(target: str) -> str | None:
+    """The authority of an absolute-form target (userinfo included, for the Host rules to
+    refuse), or None for any other form."""
+    if target.startswith(("http://", "https://")):
+        return target.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+    return None
+
+
 def rewrite_request_headers(headers: Headers, *, token: str, host: str, upgrade: bool,
                             framing: BodyFraming | None = None) -> Headers:
     """The headers to send upstream: the client's, minus identity, impersonation, hop-by-hop,

@@ -4,16 +4,19 @@ the answer as it arrives (an upgraded connection both ways), or answer with our 
 The HTTP is `kubegate.http`'s; this module is the policy and the sockets' lifetimes.
 
 Rules of this module:
-- A request head is accepted whole (strict rules, h11, size bound) before anything happens
-  upstream: a refused request (smuggling included) neither asks for a credential nor opens
-  an upstream connection. The whole head must arrive within `CLIENT_HEAD_TIMEOUT`.
+- A request head is accepted whole (strict rules, h11, size bound) and its caller checked
+  (`Host` and `Origin`, `kubegate.http.hosts`) before anything happens upstream: a refused
+  request (smuggling, DNS rebinding, a web page's) neither asks for a credential nor opens
+  an upstream connection. The whole head must arrive within `head_timeout` of the accept
+  (an idle connection included); a partial head is then answered 408, silence just closed.
+  Only the head is timed: an answer (a watch, an exec) is never cut by this timeout.
 - The credential is read once per request, at the start: a refreshed token is used by the
   next request, and a watch keeps the token it was authorized with.
 - Failures on the upstream side, before the answer began, become 502/504 answers with a short
   message (`kubegate.http.http_status` picks the status); failures on the client side are
   ordinary disconnects, logged at debug level only.
-- The client's socket is closed only once the client stopped sending or a second passed
-  (`_linger`): closing with unread bytes resets the connection, and the answer may be lost.
+- The client's socket is closed only once the client stopped sending or a second passed in
+  all (`_linger`): closing with unread bytes resets the connection, and the answer may be lost.
 - Nothing here logs or raises text that holds the token or a request header's value.
 """
 
@@ -28,8 +31,9 @@ from collections.abc import Callable
 
 from kubegate.credential import Credential
 from kubegate.http import Closed, Downstream, Relay, RequestHead, Upstream, answer, http_status
-from kubegate.http.errors import HttpError
+from kubegate.http.errors import HeadTimeoutError, HttpError
 from kubegate.http.headers import rewrite_request_headers
+from kubegate.http.hosts import HostPolicy, check_caller
 from sidecar.proxy.errors import NoCredentialError
 from sidecar.proxy.pump import CHUNK, IO_TIMEOUT, Pump
 from sidecar.proxy.record import CLIENT_CLOSED, ProxiedRequest
@@ -40,7 +44,7 @@ log = logging.getLogger(__name__)
 CredentialSource = Callable[[], Credential | None]
 Track = Callable[[socket.socket], None]
 
-CLIENT_HEAD_TIMEOUT = 30.0  # an idle connection that never sends a request
+CLIENT_HEAD_TIMEOUT = 10.0  # from the accept to the end of the head (slow or idle clients)
 PUBLIC_PREFIX = "kubegate proxy: "
 
 
@@ -48,22 +52,29 @@ class ForwardedRequest:
     """One client connection's one request, forwarded to the apiserver with the credential."""
 
     def __init__(self, client: socket.socket, *, credentials: CredentialSource,
-                 connector: TLSConnector, track: Track) -> None:
+                 connector: TLSConnector, track: Track, policy: HostPolicy | None = None,
+                 head_timeout: float = CLIENT_HEAD_TIMEOUT,
+                 accepted: float | None = None) -> None:
         self._client, self._credentials = client, credentials
         self._connector, self._track = connector, track
+        self._policy = policy or HostPolicy()
+        self._deadline = (time.monotonic() if accepted is None else accepted) + head_timeout
         self._downstream = Downstream()
         self._relay: Relay | None = None
         self._method = self._path = "-"
         self._session_id = ""
         self._status = CLIENT_CLOSED
+        self._refused = ""
         self._answered = False
         self._sent = 0
 
     def run(self) -> ProxiedRequest | None:
         """Serve the connection's request; None when the client sent none."""
-        self._client.settimeout(CLIENT_HEAD_TIMEOUT)
         try:
             head = self._read_head()
+            if head is not None:
+                self._method, self._path = head.method, head.target
+                check_caller(head.headers, head.authority, self._policy)
         except HttpError as error:
             self._answer_error(error)
             return self._result(time.monotonic())
@@ -82,18 +93,25 @@ class ForwardedRequest:
         return self._result(started)
 
     def _read_head(self) -> RequestHead | None:
-        deadline = time.monotonic() + CLIENT_HEAD_TIMEOUT
+        received = False
         while True:
             event = self._downstream.next_event()
             if isinstance(event, RequestHead):
                 return event
             if isinstance(event, Closed):
                 return None
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("no whole request head in time")
-            self._client.settimeout(remaining)
-            self._downstream.receive(self._client.recv(CHUNK))
+            remaining = self._deadline - time.monotonic()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                self._client.settimeout(remaining)
+                data = self._client.recv(CHUNK)
+            except TimeoutError:
+                if received:  # a slow head (slowloris): say so; silence is just closed
+                    raise HeadTimeoutError("no whole request head in time") from None
+                raise
+            received = received or bool(data)
+            self._downstream.receive(data)
 
     def _result(self, started: float) -> ProxiedRequest:
         relay = self._relay
@@ -102,7 +120,7 @@ class ForwardedRequest:
             bytes_sent=self._sent + (relay.bytes_to_client if relay else 0),
             bytes_received=relay.bytes_from_client if relay else 0,
             duration_seconds=time.monotonic() - started, session_id=self._session_id,
-            upgraded=relay.tunnel if relay else False)
+            upgraded=relay.tunnel if relay else False, refused=self._refused)
 
     def _proxy(self, head: RequestHead) -> None:
         self._method, self._path = head.method, head.target
@@ -152,13 +170,11 @@ class ForwardedRequest:
         if self._answered:
             return  # the answer already began; the connection just ends
         self._status, self._answered = status, True
-        body = json.dumps({
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": PUBLIC_PREFIX + error.public_message, "code": status,
-        }).encode()
+        if self._relay is None:
+            self._refused = error.reason  # answered by us, nothing relayed
         try:
             self._client.settimeout(IO_TIMEOUT)
-            data = answer(error, body=body, content_type="application/json")
+            data = own_answer(error)
             self._client.sendall(data)
             self._sent += len(data)
         except OSError:
@@ -166,13 +182,28 @@ class ForwardedRequest:
         _linger(self._client)
 
 
+def own_answer(error: HttpError, *, retry_after: int | None = None) -> bytes:
+    """The whole answer of the proxy's own for error: a Kubernetes `Status` as kubectl
+    prints it."""
+    status = http_status(error)
+    body = json.dumps({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": PUBLIC_PREFIX + error.public_message, "code": status,
+    }).encode()
+    return answer(error, body=body, content_type="application/json", retry_after=retry_after)
+
+
 def _linger(client: socket.socket, limit: int = 1 << 20) -> None:
     """Read what the client still sends (a body we did not want) before closing: closing with
     unread bytes makes the kernel reset the connection, and the client may lose our answer.
-    At most limit bytes, at most a second of silence; a client gone already is fine."""
+    At most limit bytes, for at most a second in all (a client dribbling bytes must not hold
+    the connection); a client gone already is fine."""
+    deadline = time.monotonic() + 1.0
     with contextlib.suppress(OSError):
         client.shutdown(socket.SHUT_WR)
-        client.settimeout(1.0)
         drained = 0
-        while drained < limit and (data := client.recv(65536)):
+        while drained < limit and (remaining := deadline - time.monotonic()) > 0:
+            client.settimeout(remaining)
+            if not (data := client.recv(65536)):
+                break
             drained += len(data)

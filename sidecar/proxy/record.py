@@ -28,6 +28,7 @@ class ProxiedRequest:
     duration_seconds: float
     session_id: str  # of the credential used; empty when there was none
     upgraded: bool
+    refused: str = ""  # the reason when the proxy answered itself (HOST_NOT_ALLOWED, ...)
 
 
 def session_record(request: ProxiedRequest) -> dict[str, Any]:
@@ -42,6 +43,7 @@ def session_record(request: ProxiedRequest) -> dict[str, Any]:
         "duration_seconds": round(request.duration_seconds, 6),
         "session_id": request.session_id,
         "upgraded": request.upgraded,
+        "refused": request.refused,
     }
 
 

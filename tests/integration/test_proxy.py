@@ -3,8 +3,10 @@ HTTP to the proxy with no credentials, and reaches the apiserver as the credenti
 account, with exactly its permissions, whatever identity the client claims (its exec upgrades
 included). Watches stream; upgraded connections relay both ways and pass a half-close on (a
 test upstream stands in for the kubelet, which does not run here); a smuggling request is
-answered 400 with not one byte sent upstream; and every request leaves one session record
-without the token."""
+answered 400 with not one byte sent upstream; a web page's request (DNS rebinding, another
+origin) is answered 403 the same way; a slowloris client neither stops a `kubectl get` nor
+grows the proxy's threads past its cap; and every request leaves one session record without
+the token."""
 
 from __future__ import annotations
 
@@ -101,8 +103,9 @@ def start_proxy(records: Records) -> Iterator[StartProxy]:
     started: list[ApiProxy] = []
 
     def start(credentials: Callable[[], Credential | None], listen: str = "127.0.0.1:0",
-              registry: CollectorRegistry | None = None) -> ApiProxy:
-        proxy = ApiProxy(credentials, listen, recorder=records.append, registry=registry)
+              registry: CollectorRegistry | None = None, **limits: Any) -> ApiProxy:
+        proxy = ApiProxy(credentials, listen, recorder=records.append, registry=registry,
+                         **limits)
         proxy.start()
         started.append(proxy)
         return proxy
@@ -286,7 +289,7 @@ def test_each_request_leaves_one_session_record_and_metric_without_the_token(
         "path": f"/api/v1/namespaces/{namespace}/pods?limit=5", "status": 200,
         "bytes_sent": pods["bytes_sent"], "bytes_received": 0,
         "duration_seconds": pods["duration_seconds"], "session_id": SESSION,
-        "upgraded": False,
+        "upgraded": False, "refused": "",
     }
     assert pods["bytes_sent"] > len(body) > 0
     assert 0 < pods["duration_seconds"] < 10
@@ -566,7 +569,7 @@ def test_smuggling_requests_are_refused_400_and_not_one_byte_reaches_the_upstrea
             assert b"Connection: close\r\n" in answer, name
         assert upstream.received == []  # not a connection, let alone a byte
 
-        ok = exchange_raw(proxy, b"GET /api/ok HTTP/1.1\r\nHost: x\r\n\r\n")
+        ok = exchange_raw(proxy, b"GET /api/ok HTTP/1.1\r\nHost: localhost\r\n\r\n")
     finally:
         upstream.close()
 
@@ -672,3 +675,176 @@ def test_listen_refuses_anything_but_loopback_or_an_absolute_unix_path(listen: s
 @pytest.mark.parametrize("listen", ["127.0.0.1:0", "localhost:8001", "[::1]:0", "127.0.0.2:0"])
 def test_listen_accepts_loopback_addresses(listen: str) -> None:
     ApiProxy(lambda: None, listen)
+
+
+# -- DNS rebinding and web pages -----------------------------------------------------------
+
+
+REBINDING = {  # what a browser in the pod sends when a hostile page calls the proxy
+    "rebound name": b"Host: evil.example:%d\r\n",
+    "rebound name as localhost label": b"Host: localhost.evil.example:%d\r\n",
+    "rebound via a wildcard DNS name": b"Host: 127.0.0.1.nip.io:%d\r\n",
+    "the any address": b"Host: 0.0.0.0:%d\r\n",
+    "fetch from a page": b"Host: 127.0.0.1:%d\r\nOrigin: https://evil.example\r\n",
+    "WebSocket exec from a page": b"Host: localhost:%d\r\nOrigin: http://evil.example\r\n"
+                                  b"Connection: Upgrade\r\nUpgrade: websocket\r\n",
+    "image or form, cross-site": b"Host: 127.0.0.1:%d\r\nSec-Fetch-Site: cross-site\r\n",
+    "sandboxed frame": b"Host: 127.0.0.1:%d\r\nOrigin: null\r\n",
+    "absolute-form to another host": b"Host: 127.0.0.1:%d\r\n",
+}
+
+
+def test_a_web_pages_request_is_refused_403_before_the_credential_is_read_or_a_byte_sent(
+    start_proxy: StartProxy, records: Records, tmp_path: Path,
+) -> None:
+    upstream = CountingUpstream(tmp_path)
+    token = f"tok-{secrets.token_urlsafe(16)}"
+    reads: list[int] = []
+
+    def credentials() -> Credential:
+        reads.append(1)
+        return make_credential(token, upstream.url, upstream.ca_pem)
+
+    proxy = start_proxy(credentials, allowed_hosts=["kubegate-proxy"])
+    port = host_port(proxy)[1]
+    try:
+        for name, fields in REBINDING.items():
+            target = (b"http://evil.example/api/v1/secrets" if name.startswith("absolute")
+                      else b"/api/v1/namespaces/ci/pods/build-1/exec?command=sh")
+            answer = exchange_raw(proxy, b"GET " + target + b" HTTP/1.1\r\n"
+                                  + fields.replace(b"%d", str(port).encode()) + b"\r\n")
+            assert answer.startswith(b"HTTP/1.1 403 "), name
+            assert b"Connection: close\r\n" in answer, name
+        assert upstream.received == [] and reads == []
+
+        for host in (b"localhost", b"127.0.0.1", b"kubegate-proxy"):
+            ok = exchange_raw(proxy, b"GET /api HTTP/1.1\r\nHost: " + host + b":"
+                              + str(port).encode() + b"\r\n\r\n")
+            assert ok.startswith(b"HTTP/1.1 200 "), host
+    finally:
+        upstream.close()
+
+    assert len(upstream.received) == len(reads) == 3
+    assert wait_for(lambda: len(records) == len(REBINDING) + 3)
+    refused = [r for r in records if r["status"] == 403]
+    assert len(refused) == len(REBINDING)
+    assert {r["refused"] for r in refused} == {"HOST_NOT_ALLOWED", "CROSS_ORIGIN"}
+    assert {r["session_id"] for r in refused} == {""}
+    assert token not in json.dumps(records)
+
+
+def test_kubectl_through_the_proxy_works_with_its_loopback_host_and_no_origin(
+    job: Credential, control_plane: ControlPlane, namespace: str, start_proxy: StartProxy,
+    tmp_path: Path, records: Records,
+) -> None:
+    proxy = start_proxy(lambda: job)
+    kubeconfig = JobKubectl(control_plane, proxy, tmp_path)
+    localhost = tmp_path / "localhost"
+    localhost.mkdir()
+    by_name = JobKubectl(control_plane, proxy, localhost)
+    by_name.kubeconfig.write_text(by_name.kubeconfig.read_text().replace(
+        "127.0.0.1:", "localhost:"))
+
+    for kubectl in (kubeconfig, by_name):
+        result = kubectl.run("get", "pods", "-n", namespace)
+        assert result.returncode == 0, result.stderr
+    assert not [r for r in records if r["refused"]]
+
+
+# -- connection cap and slow heads (slowloris) ---------------------------------------------
+
+CAP = 16
+HEAD_TIMEOUT = 3.0
+
+
+class Slowloris:
+    """count connections to the proxy, each sending one byte of a never-ending head every
+    `pause` seconds; each connects again when the proxy closes it, until stopped."""
+
+    def __init__(self, proxy: ApiProxy, count: int, pause: float = 1.0) -> None:
+        self._address, self._pause = host_port(proxy), pause
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(count)]
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self) -> None:
+        head = b"GET /api/v1/pods HTTP/1.1\r\nHost: localhost\r\n" + b"X-Slow: 1\r\n" * 10000
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError), \
+                    socket.create_connection(self._address, timeout=10) as sock:
+                for byte in head:
+                    sock.sendall(bytes([byte]))
+                    if self._stop.wait(self._pause):
+                        return
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(10)
+
+
+def test_slowloris_clients_up_to_the_cap_do_not_stop_a_concurrent_kubectl_get(
+    job: Credential, cluster: Cluster, control_plane: ControlPlane, namespace: str,
+    start_proxy: StartProxy, tmp_path: Path,
+) -> None:
+    cluster.create_pipeline_pod(namespace, "build-1", "job")
+    proxy = start_proxy(lambda: job, max_connections=CAP, head_timeout=HEAD_TIMEOUT)
+    kubectl = JobKubectl(control_plane, proxy, tmp_path)
+    most = 0
+    slow = Slowloris(proxy, CAP - 1)
+    try:
+        assert wait_for(lambda: len(proxy_threads()) == CAP)  # the accept loop and CAP - 1
+        for _ in range(3):
+            started = time.monotonic()
+            pods = kubectl.run("get", "pods", "-n", namespace, "-o", "name")
+            assert pods.returncode == 0, pods.stderr
+            assert pods.stdout.split() == ["pod/build-1"]
+            assert time.monotonic() - started < 5
+            most = max(most, len(proxy_threads()))
+    finally:
+        slow.stop()
+    assert most <= CAP + 1
+
+
+def test_with_every_slot_taken_kubectl_is_answered_503_at_once_and_gets_through_on_retry(
+    job: Credential, cluster: Cluster, control_plane: ControlPlane, namespace: str,
+    start_proxy: StartProxy, records: Records, tmp_path: Path,
+) -> None:
+    """The cap is full of slow heads: a new connection is answered 503 with Retry-After at
+    once (client-go retries), and the head timeout frees the slots the slow heads hold."""
+    cluster.create_pipeline_pod(namespace, "build-1", "job")
+    proxy = start_proxy(lambda: job, max_connections=CAP, head_timeout=HEAD_TIMEOUT)
+    kubectl = JobKubectl(control_plane, proxy, tmp_path)
+    slow = Slowloris(proxy, CAP, pause=0.5)
+    threads: list[int] = []
+    watching = threading.Event()
+
+    def count_threads() -> None:
+        while not watching.wait(0.05):
+            threads.append(len(proxy_threads()))
+
+    counter = threading.Thread(target=count_threads)
+    counter.start()
+    try:
+        assert wait_for(lambda: len(proxy_threads()) == CAP + 1)
+        started = time.monotonic()
+        with socket.create_connection(host_port(proxy), timeout=10) as over:
+            answer = over.recv(65536)
+        assert time.monotonic() - started < 0.5
+        assert answer.startswith(b"HTTP/1.1 503 ") and b"\r\nRetry-After: 1\r\n" in answer
+
+        started = time.monotonic()
+        pods = kubectl.run("get", "pods", "-n", namespace, "-o", "name")
+        assert pods.returncode == 0, pods.stderr
+        assert pods.stdout.split() == ["pod/build-1"]
+        assert time.monotonic() - started < HEAD_TIMEOUT + 10
+    finally:
+        slow.stop()
+        watching.set()
+        counter.join(10)
+
+    assert max(threads) <= CAP + 1
+    refused = [r["refused"] for r in records]
+    assert refused.count("HEAD_TIMEOUT") >= CAP  # each slow head was cut at the head timeout
+    assert "TOO_MANY_CONNECTIONS" in refused

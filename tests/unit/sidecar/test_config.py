@@ -126,3 +126,28 @@ def test_two_subject_token_sources_in_the_environment_are_refused() -> None:
     environ = {"KUBEGATE_TOKEN_FILE": "/t", "KUBEGATE_GITHUB_ACTIONS": "true"}
     with pytest.raises(ConfigError, match="exactly one subject-token source"):
         load_config(parse("--server", "h:1"), environ)
+
+
+def test_proxy_limits_default_and_come_from_flags_or_the_environment() -> None:
+    base = ("--server", "h:1", "--token-file", "/t")
+    defaults = load_config(parse(*base), {}).proxy
+    assert defaults.allowed_hosts == frozenset()
+    assert (defaults.max_connections, defaults.head_timeout) == (256, 10.0)
+
+    environ = {"KUBEGATE_PROXY_ALLOWED_HOSTS": "Kubegate-Proxy, [::2] ,sidecar.ci.svc",
+               "KUBEGATE_PROXY_MAX_CONNECTIONS": "32", "KUBEGATE_PROXY_HEAD_TIMEOUT": "2s"}
+    proxy = load_config(parse(*base, "--proxy-max-connections", "64"), environ).proxy
+    assert proxy.allowed_hosts == frozenset({"kubegate-proxy", "[::2]", "sidecar.ci.svc"})
+    assert (proxy.max_connections, proxy.head_timeout) == (64, 2.0)  # the flag wins
+
+
+def test_bad_proxy_limits_are_reported_together() -> None:
+    args = parse("--server", "h:1", "--token-file", "/t",
+                 "--proxy-allowed-hosts", "ok,evil.example:80", "--proxy-max-connections", "0",
+                 "--proxy-head-timeout", "0s")
+    with pytest.raises(ConfigError) as raised:
+        load_config(args, {})
+    text = str(raised.value)
+    assert len(raised.value.problems) == 3
+    for flag in ("--proxy-allowed-hosts", "--proxy-max-connections", "--proxy-head-timeout"):
+        assert flag in text
