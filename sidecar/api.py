@@ -16,6 +16,7 @@ Rules of this module:
   probes excepted: they reveal nothing);
 - the socket is created 0600 (umask held while binding, then chmod), or 0660 and owned by the
   configured group; a stale socket from an earlier run is replaced, a live one never is;
+- its folder is made, tightened or refused by `sidecar.socketfolder` before the bind;
 - /v1/* answer 503 with a JSON error saying why when no credential may be served;
 - `SocketApi.handle` decides every answer; the HTTP handler only moves bytes.
 """
@@ -45,6 +46,7 @@ from kubegate.credential import Credential, credential_json
 from kubegate.errors import Code, MessageError
 from kubegate.socketapi import REQUEST_HEADER
 from sidecar.keeper import KeeperState
+from sidecar.socketfolder import prepare_socket_folder
 
 log = logging.getLogger("kubegate.sidecar.api")
 
@@ -273,7 +275,7 @@ class ApiServer:
 
     def __init__(self, api: SocketApi, path: Path, *, mode: int = 0o600,
                  group: int | None = None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        prepare_socket_folder(path.parent, group=group)
         self.path = path
         self._server = _UnixServer(path, api, mode=mode, group=group)
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,),

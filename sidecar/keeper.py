@@ -12,6 +12,11 @@ Rules of this module:
   that is not transient (INTERNAL, ...): the same token would get it again;
 - each exchange has a short timeout while a credential is cached (`exchange_timeout`), a
   longer one when nothing is (`initial_timeout`): nobody is waiting on it then;
+- a credential the API server refused (`refused_by_apiserver(session_id)`, from the proxy on
+  a 401) is no longer served (not ready) and a new one is asked for at once; bounded: once per
+  credential, and no sooner than `FORCED_REFRESH_INTERVAL` after the previous forced one, so
+  an exchanger issuing credentials the API server refuses is not called in a loop; a refusal
+  of an older credential than the cached one is ignored;
 - one log line per change of condition, not per retry; one per successful refresh. No token,
   and no traceback, in any of them.
 """
@@ -41,6 +46,7 @@ DENIAL_CODES = frozenset({"PERMISSION_DENIED", "UNAUTHENTICATED", "INVALID_ARGUM
 _WATCH_TOKEN = frozenset({"denied", "failed", "no-subject-token"})
 DEFAULT_INITIAL_TIMEOUT = 10.0
 DEFAULT_TOKEN_POLL = 10.0
+FORCED_REFRESH_INTERVAL = 30.0  # seconds between two refreshes forced by an API server refusal
 
 
 class ExchangePort(Protocol):
@@ -52,7 +58,8 @@ class ExchangePort(Protocol):
 @dataclass(frozen=True, kw_only=True)
 class KeeperState:
     ready: bool  # holds a credential that may be served
-    # starting | ready | refresh-failing | unavailable | denied | failed | no-subject-token
+    # starting | ready | refresh-failing | unavailable | denied | failed | no-subject-token |
+    # revoked (the API server refused the cached credential; a new one is on its way)
     status: str
     last_error: str | None
     expires_in: float | None  # seconds until the cached credential expires
@@ -79,8 +86,10 @@ class CredentialKeeper:
                  token_poll: float = DEFAULT_TOKEN_POLL) -> None:
         self._source, self._port, self._policy = source, port, policy
         self._clock, self._random = clock, random
-        self._worker = BackgroundWorker("kubegate-keeper", lambda stopping: self.run())
-        self._wait = wait or self._worker.stopping.wait
+        self._wake = threading.Event()  # set to refresh before the planned time
+        self._worker = BackgroundWorker("kubegate-keeper", lambda stopping: self.run(),
+                                        on_stop=self._wake.set)
+        self._wait = wait or self._sleep
         self._on_result = on_result or (lambda result: None)
         self._timeouts = (exchange_timeout, max(initial_timeout, exchange_timeout))
         self._token_poll = token_poll
@@ -92,13 +101,15 @@ class CredentialKeeper:
         self._failure: _Failure | None = None
         self._blocked_token: str | None = None  # fingerprint of a denied subject token
         self._was_servable = False
+        self._refused_session: str | None = None  # the API server refused this credential
+        self._last_forced: float | None = None  # when a refusal last forced a refresh
 
     # -- what callers read --------------------------------------------------------------
 
     def current(self) -> Credential | None:
         """The cached credential while it may be served, else None. Never blocks on I/O."""
         credential = self._credential
-        if credential is None:
+        if credential is None or credential.session_id == self._refused_session:
             return None
         if not may_serve(expires_at=credential.expires_at, now=self._clock(),
                          policy=self._policy):
@@ -110,13 +121,20 @@ class CredentialKeeper:
             credential, failure = self._credential, self._failure
             refreshed_at = self._refreshed_at
         servable = self.current() is not None
-        if failure is not None:
+        refused = self._is_refused(credential)
+        if refused and (failure is None or failure.status == "refresh-failing"):
+            status = "revoked"
+        elif failure is not None:
             status = failure.status
             if status == "refresh-failing" and not servable:
                 status = "unavailable"
         else:
             status = "ready" if servable else "starting" if credential is None else "unavailable"
         last_error = failure.message if failure else None
+        if refused:
+            last_error = (f"the API server refused the credential of session "
+                          f"{self._refused_session}" + (f"; then {last_error}" if last_error
+                                                        else "; getting a new one"))
         if not servable and credential is not None and last_error is None:
             last_error = "the cached credential is about to expire and was not refreshed"
         return KeeperState(
@@ -132,6 +150,30 @@ class CredentialKeeper:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._worker.stop(timeout)
+
+    def refused_by_apiserver(self, session_id: str) -> None:
+        """The API server answered 401 to the credential of session_id: stop serving it and
+        refresh now (bounded). Thread-safe; called from the proxy's connection threads."""
+        now = self._clock()
+        with self._lock:
+            credential = self._credential
+            if credential is None or credential.session_id != session_id or \
+                    self._refused_session == session_id:
+                return  # an older credential, or already known
+            self._refused_session = session_id
+            earliest = now if self._last_forced is None else \
+                self._last_forced + FORCED_REFRESH_INTERVAL
+            self._next_attempt = min(self._next_attempt, max(now, earliest))
+            self._last_forced = max(now, earliest)
+        log.warning("the API server refused the credential of session %s (HTTP 401): not "
+                    "ready; getting a new one %s", session_id,
+                    "now" if earliest <= now else f"in {earliest - now:.0f}s")
+        self._wake.set()
+
+    def _sleep(self, delay: float) -> bool:
+        self._wake.wait(delay)
+        self._wake.clear()
+        return self._worker.stopping.is_set()
 
     def run(self) -> None:
         """Refresh until stop() (or until the injected wait says to stop)."""
@@ -189,7 +231,7 @@ class CredentialKeeper:
         planned = refresh_at(issued_at=now, expires_at=credential.expires_at,
                              policy=self._policy, random=self._random())
         with self._lock:
-            recovered = self._failure is not None
+            recovered = self._failure is not None or self._is_refused(self._credential)
             self._credential, self._refreshed_at = credential, now
             self._failure, self._failures, self._blocked_token = None, 0, None
             self._next_attempt = max(planned, now + self._policy.backoff_initial)
@@ -242,9 +284,12 @@ class CredentialKeeper:
             return current is not None
         return current is not None and current != self._blocked_token
 
+    def _is_refused(self, credential: Credential | None) -> bool:
+        return credential is not None and credential.session_id == self._refused_session
+
     def _note_serve_window(self, now: float) -> None:
         servable = self.current() is not None
-        if self._was_servable and not servable:
+        if self._was_servable and not servable and not self._is_refused(self._credential):
             failure = self._failure
             log.error("the cached credential expires in %ds and is no longer served: not ready"
                       "%s", (self._credential.expires_at - now) if self._credential else 0,

@@ -7,6 +7,8 @@ Rules of this module:
 - a missing subject token or an unreachable exchanger at start is not fatal: the sidecar runs,
   is not ready, and logs one line per change of condition;
 - SIGTERM and SIGINT stop everything in reverse order of start and remove the socket;
+- with the proxy, an API server's 401 to the cached credential (seen in the proxy's session
+  records) tells the keeper, which stops serving that credential and refreshes at once;
 - `--once` exits 0 after writing the kubeconfig (0600, atomically), else 1 with one line.
 """
 
@@ -118,17 +120,22 @@ def _start(config: SidecarConfig, stack: contextlib.ExitStack) -> None:
     keeper.start()
     stack.callback(keeper.stop, timeout=2.0)  # a daemon thread: never hold up the exit
     if config.proxy_listen:
-        proxy = _start_proxy(config.proxy_listen, keeper.current, metrics)
+        proxy = _start_proxy(config, keeper.current, metrics, keeper.refused_by_apiserver)
         stack.callback(proxy.stop)
     if config.metrics_listen:
         stack.callback(_start_metrics(config.metrics_listen, metrics))
 
 
-def _start_proxy(listen: str, credentials: Callable[[], Credential | None],
-                 metrics: SidecarMetrics) -> ApiProxy:
+def _start_proxy(config: SidecarConfig, credentials: Callable[[], Credential | None],
+                 metrics: SidecarMetrics, refused: Callable[[str], None]) -> ApiProxy:
     from sidecar.proxy import ApiProxy  # only when asked for
 
-    proxy = ApiProxy(credentials, listen, recorder=record_session, registry=metrics.registry)
+    assert config.proxy_listen is not None
+    limits = config.proxy
+    proxy = ApiProxy(credentials, config.proxy_listen,
+                     recorder=watch_refusals(refused, record_session),
+                     registry=metrics.registry, allowed_hosts=limits.allowed_hosts,
+                     max_connections=limits.max_connections, head_timeout=limits.head_timeout)
     proxy.start()
     log.info("proxying the Kubernetes API on %s", proxy.address)
     return proxy
@@ -137,6 +144,19 @@ def _start_proxy(listen: str, credentials: Callable[[], Credential | None],
 def record_session(record: dict[str, Any]) -> None:
     """One proxied request (method, path, status, bytes, duration, session id) as JSON."""
     sessions.info("%s", json.dumps(record, sort_keys=True, default=str))
+
+
+def watch_refusals(refused: Callable[[str], None],
+                   recorder: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    """A recorder that also tells refused the session id of each credential the API server
+    answered 401 (the proxy's own answers, `refused` set, are never 401s; checked anyway)."""
+    def record(record: dict[str, Any]) -> None:
+        recorder(record)
+        session_id = record.get("session_id")
+        if record.get("status") == 401 and session_id and not record.get("refused"):
+            refused(str(session_id))
+
+    return record
 
 
 def _start_metrics(listen: str, metrics: SidecarMetrics) -> Callable[[], None]:

@@ -30,7 +30,7 @@ import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -510,6 +510,13 @@ def test_each_example_runs_the_sidecar_natively_with_its_real_flags(example: str
     flags = parser.parse_args(sidecar["args"][1:])
     assert str(flags.token_file) == "/var/run/secrets/kubegate/token"
     assert flags.proxy_listen == "127.0.0.1:8001"
+    # the socket's folder is one the sidecar creates 0700 inside the emptyDir (which the
+    # kubelet makes 0777 and root's: the sidecar would refuse to serve in it directly)
+    socket_path = PurePosixPath(flags.socket)
+    mounts = {m["name"]: PurePosixPath(m["mountPath"]) for m in sidecar["volumeMounts"]}
+    assert socket_path.parent.parent == mounts["kubegate-socket"]
+    assert next(v for v in spec["volumes"] if v["name"] == "kubegate-socket")["emptyDir"]
+    assert f"--socket={flags.socket}" in sidecar["startupProbe"]["exec"]["command"]
     token_volume = next(v for v in spec["volumes"] if v["name"] == "kubegate-token")
     (source,) = token_volume["projected"]["sources"]
     assert source["serviceAccountToken"] == {"audience": "kubegate", "expirationSeconds": 600,

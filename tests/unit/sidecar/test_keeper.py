@@ -5,6 +5,7 @@ stops serving shortly before expiry, and reads the token file again for every ex
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,3 +258,86 @@ def test_an_internal_error_is_not_retried_in_a_loop_either() -> None:
     assert [call.at for call in sim.port.calls] == [300.0 * n for n in range(12)]
     state = sim.keeper.state()
     assert state.status == "failed" and "INTERNAL" in (state.last_error or "")
+
+
+# -- a credential the API server refuses (the proxy saw a 401) --------------------------------
+
+
+def started(failure: Callable[[float], ExchangeError | None] = lambda offset: None,
+            at: float = 100) -> Simulation:
+    """A keeper that got session-1 at START and is now at offset `at`."""
+    sim = simulate(failure)
+    sim.keeper.step()
+    sim.clock.at(at)
+    return sim
+
+
+def test_a_refused_credential_is_not_served_and_replaced_by_one_immediate_exchange() -> None:
+    sim = started()
+    sim.keeper.refused_by_apiserver("session-1")
+    assert sim.keeper.current() is None
+    state = sim.keeper.state()
+    assert not state.ready and state.status == "revoked"
+    assert "refused the credential of session session-1" in (state.last_error or "")
+    assert sim.keeper.step() > 0
+    assert [call.at for call in sim.port.calls] == [0, 100]  # at once, not at half life
+    assert sim.keeper.current().session_id == "session-2"  # type: ignore[union-attr]
+    assert sim.keeper.state().status == "ready"
+
+
+def test_repeated_refusals_do_not_loop_the_exchange() -> None:
+    sim = started()
+    for _ in range(50):  # fifty kubectl calls all answered 401
+        sim.keeper.refused_by_apiserver("session-1")
+    sim.keeper.step()
+    for _ in range(50):  # and the new credential refused too (an exchanger misconfigured)
+        sim.keeper.refused_by_apiserver("session-2")
+    sim.keeper.step()
+    assert [call.at for call in sim.port.calls] == [0, 100]  # the second one waits 30 s
+    assert sim.keeper.state().status == "revoked"
+    sim.run_until(200)
+    assert [call.at for call in sim.port.calls][:3] == [0, 100, 130]
+
+
+def test_a_refusal_of_an_older_credential_is_ignored() -> None:
+    sim = started(at=300)
+    sim.keeper.step()  # the refresh at half life: session-2 is the cached one
+    sim.keeper.refused_by_apiserver("session-1")  # a watch that began with session-1
+    sim.keeper.step()
+    assert len(sim.port.calls) == 2
+    assert sim.keeper.state().status == "ready"
+    assert sim.keeper.current().session_id == "session-2"  # type: ignore[union-attr]
+
+
+def test_a_refused_credential_stays_unserved_while_the_exchanger_is_down() -> None:
+    sim = started(lambda t: UNAVAILABLE if t >= 100 else None)
+    sim.keeper.refused_by_apiserver("session-1")
+    sim.run_until(200)
+    assert len(sim.port.calls) > 2 and sim.port.calls[1].at == 100
+    assert all(session is None for _, session in sim.served)
+    state = sim.keeper.state()
+    assert not state.ready and state.status == "unavailable"
+    assert "refused" in (state.last_error or "") and "UNAVAILABLE" in (state.last_error or "")
+
+
+def test_a_refusal_wakes_the_sleeping_keeper_thread() -> None:
+    clock = FakeClock()
+    port = FakePort(clock)
+    keeper = CredentialKeeper(FakeSource(), port, policy=POLICY, clock=clock)
+    keeper.start()
+    try:
+        assert wait_until(lambda: len(port.calls) == 1)
+        keeper.refused_by_apiserver("session-1")
+        assert wait_until(lambda: len(port.calls) == 2)  # not 300 s later
+        assert wait_until(lambda: keeper.state().ready)
+    finally:
+        keeper.stop(2.0)
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
