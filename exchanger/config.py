@@ -26,6 +26,8 @@ File format (YAML; every field optional unless marked):
       algorithms: [RS256]
       keys: discovery                  # or {jwksUrl: URL} | {static: JWKS}
                                        # | {kubernetes: {cluster: NAME, tokenReview: true}}
+                                       #   (a tokenRequest cluster: the keys are read from its
+                                       #   API server's /openid/v1/jwks, not the issuer url)
       caFile: /path/ca.pem
       maxTokenLifetime: 24h
       leeway: 30s
@@ -42,6 +44,8 @@ File format (YAML; every field optional unless marked):
       requestTimeout: 10s              # read timeout of each Kubernetes API call
     rateLimit:                         # per verified identity (issuer, sub), a token bucket:
       perIdentity: {rate: 10/s, burst: 100}  # refill rate (N, N/s, N/m or N/h) and size
+    audit:                             # signed checkpoints of the audit chain's head,
+      checkpoints: {...}               # published off this host (see exchanger.audit.settings)
     selfIssued:                        # needed when a cluster uses backend selfIssued
       issuerUrl: https://127.0.0.1:8444   # what the cluster's AuthenticationConfiguration trusts
       listen: 127.0.0.1:8444           # HTTPS discovery + JWKS
@@ -57,8 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from exchanger.audit.settings import CheckpointConfig, read_checkpoints
 from exchanger.ratelimit import RateLimit
 from exchanger.verify.issuers import (
     IssuerConfig,
@@ -68,6 +71,7 @@ from exchanger.verify.issuers import (
     OIDCDiscovery,
     StaticKeys,
 )
+from kubegate import yamlread
 from kubegate.addresses import is_local_address
 from kubegate.configread import Fields, Report
 from kubegate.errors import ConfigError
@@ -139,6 +143,7 @@ class Config:
     mapping_files: bool = True  # mappingSources.files
     mapping_cluster: ClusterMappingsConfig | None = None  # mappingSources.cluster
     health_listen: str = ""
+    checkpoints: CheckpointConfig | None = None  # audit.checkpoints
 
     def cluster(self, name: str) -> ClusterConfig:
         return next(c for c in self.clusters if c.name == name)
@@ -156,12 +161,12 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
     if path is None:
         return build_config(EMBEDDED_DEFAULT, base=Path.cwd(), environ=environ,
                             source="embedded default")
-    try:
-        data = yaml.safe_load(path.read_text())
+    try:  # bounded: aliases, nesting and size (kubegate.yamlread)
+        data = yamlread.single_document(path.read_text(), unique_keys=False)
     except OSError as error:
         raise ConfigError([f"{path}: cannot read: {error.strerror}"]) from error
-    except yaml.YAMLError as error:
-        raise ConfigError([f"{path}: not valid YAML: {error}"]) from error
+    except yamlread.YamlError as error:
+        raise ConfigError([f"{path}: {error.described()}"]) from error
     return build_config(data or {}, base=path.parent, environ=environ, source=str(path))
 
 
@@ -176,7 +181,7 @@ EMBEDDED_DEFAULT: dict[str, Any] = {
 
 _TOP = {"listen", "tls", "plaintext", "metricsListen", "stateDir", "auditLog", "mappings",
         "reloadInterval", "issuers", "clusters", "selfIssued", "rateLimit", "mappingSources",
-        "healthListen"}
+        "healthListen", "audit"}
 
 
 def build_config(data: object, *, base: Path, environ: Mapping[str, str], source: str) -> Config:
@@ -198,13 +203,17 @@ def build_config(data: object, *, base: Path, environ: Mapping[str, str], source
     if plaintext and tls is not None:
         read.problem("", "plaintext: true and tls are mutually exclusive")
     clusters = _clusters(read, top.get("clusters", []), base)
-    issuers = _issuers(read, top.get("issuers", []), base, {c.name for c in clusters})
+    issuers = _issuers(read, top.get("issuers", []), base,
+                       {c.name for c in clusters if c.backend == "tokenRequest"})
     self_issued = _self_issued(read, top.get("selfIssued"), base, state_dir)
     if self_issued is None and any(c.backend == "selfIssued" for c in clusters):
         read.problem("", "selfIssued: required when a cluster uses backend selfIssued")
     mapping_files, mapping_cluster = _mapping_sources(read, top.get("mappingSources"),
                                                       clusters)
     rate_limit = _rate_limit(read, top.get("rateLimit"))
+    checkpoints = read_checkpoints(
+        read, top.get("audit"), base, state_dir,
+        tuple(c.name for c in clusters if c.backend == "tokenRequest"))
     if report.problems:
         raise ConfigError(report.problems)
     return Config(
@@ -218,6 +227,7 @@ def build_config(data: object, *, base: Path, environ: Mapping[str, str], source
         rate_limit=rate_limit,
         mapping_files=mapping_files, mapping_cluster=mapping_cluster,
         health_listen=read.address(top, "healthListen", "", unix=False),
+        checkpoints=checkpoints,
     )
 
 
@@ -321,7 +331,9 @@ def _key_source(read: Fields, data: object, where: str, clusters: set[str]) -> K
                                    {"cluster", "tokenReview"})
             name = read.string(cluster, "cluster", f"{where}.kubernetes", required=True)
             if name and name not in clusters:
-                read.problem("", f"{where}.kubernetes.cluster: no cluster named {name!r}")
+                read.problem("", f"{where}.kubernetes.cluster: {name!r} is not a configured "
+                             "tokenRequest cluster (kubegate reads the keys from that cluster's "
+                             "API server with its credentials)")
             return KubernetesCluster(cluster=name or "-",
                                      token_review=read.flag(cluster, "tokenReview", where))
         return OIDCDiscovery()

@@ -4,6 +4,14 @@ Everything with a thread or a socket is started here and stopped in reverse orde
 the gRPC server (exchange, health, reflection), the plaintext health-only listener, the
 Prometheus endpoint, the self-issued discovery server, the mapping sources (folder watcher,
 TrustMapping watcher), the key refresher and the session reaper.
+
+Health: "" and the exchange service are SERVING once the server runs (and, with TrustMapping
+resources as a source, once they have been listed). Each issuer has a health name of its own,
+`kubegate.issuer/<name>`: SERVING while it has keys to verify with, NOT_SERVING before its
+first successful fetch and whenever it has none. An issuer's key outage does not make the
+whole replica NOT_SERVING: it is the issuer's outage, every replica would fail the same probe,
+and taking them all out of the Service would turn the other issuers' working exchanges, and
+the caller's named KEYS_UNAVAILABLE answer, into connection failures.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent import futures
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,7 +31,12 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from exchanger.audit.log import AuditLog
+from exchanger.audit.note import NoteSigner
+from exchanger.audit.publish import Checkpointer, CheckpointWorker, file_head_at
 from exchanger.audit.record import AuditRecord
+from exchanger.audit.settings import CheckpointConfig
+from exchanger.audit.signing import load_key
+from exchanger.audit.stores import CheckpointStore, ConfigMapStore, WitnessStore
 from exchanger.backends.base import CredentialBackend
 from exchanger.backends.discovery import DiscoveryServer
 from exchanger.backends.reaper import SessionReaper
@@ -40,18 +54,20 @@ from exchanger.mapping_sources import build_mapping_sources
 from exchanger.mappings.store import ReloadResult
 from exchanger.metrics import ExchangerMetrics
 from exchanger.ratelimit import IdentityRateLimiter
-from exchanger.service import ExchangeServicer
-from exchanger.v1 import exchange_pb2, exchange_pb2_grpc
-from exchanger.verify.fetch import HttpsKeyFetcher
+from exchanger.service import ExchangeServicer, add_exchange_service
+from exchanger.v1 import exchange_pb2
+from exchanger.verify.fetch import HttpsKeyFetcher, KeyResponse
 from exchanger.verify.issuers import IssuerConfig, KubernetesCluster
 from exchanger.verify.keys import BackgroundRefresher, KeyCache
 from exchanger.verify.verifier import Verifier
 from kubegate.addresses import HostPort, parse_address, parse_host_port
 from kubegate.credential import ClusterInfo
+from kubegate.errors import UnavailableError
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"].full_name
+ISSUER_HEALTH_PREFIX = "kubegate.issuer/"
 MAX_RECEIVE_BYTES = 64 * 1024  # a subject token is a few KiB; nothing legitimate is larger
 WORKERS = 16
 
@@ -74,6 +90,7 @@ class RunningExchanger:
     discovery_port: int = 0
     metrics_port: int = 0
     health_port: int = 0  # the plaintext health-only server (healthListen), 0 when off
+    checkpoint_verifier_key: str = ""  # audit.checkpoints: the key that verifies them
     _stoppables: list[Stoppable] = field(default_factory=list)
     _closers: list[Callable[[], Any]] = field(default_factory=list)
 
@@ -89,7 +106,13 @@ class RunningExchanger:
         self.grpc_server.wait_for_termination()
 
 
-def _clients(config: Config) -> dict[str, KubernetesClient]:
+def issuer_health_name(issuer: str) -> str:
+    """The gRPC health service name that reports one issuer's keys."""
+    return ISSUER_HEALTH_PREFIX + issuer
+
+
+def cluster_clients(config: Config) -> dict[str, KubernetesClient]:
+    """A Kubernetes client for each tokenRequest cluster, authenticating as kubegate."""
     return {
         cluster.name: KubernetesClient(
             server=cluster.server, ca_file=cluster.ca_file,
@@ -102,6 +125,19 @@ def _clients(config: Config) -> dict[str, KubernetesClient]:
         for cluster in config.clusters
         if cluster.backend == "tokenRequest" and cluster.ca_file is not None
     }
+
+
+def key_fetcher(clients: dict[str, KubernetesClient]) -> HttpsKeyFetcher:
+    """The key fetcher: a cluster key source's keys come from that cluster's client."""
+
+    def cluster_jwks(cluster: str, timeout: float) -> AbstractContextManager[KeyResponse]:
+        client = clients.get(cluster)
+        if client is None:
+            raise UnavailableError("KUBERNETES_UNAVAILABLE",
+                                   f"no client for cluster {cluster}")
+        return client.open_service_account_jwks(timeout)
+
+    return HttpsKeyFetcher(cluster_jwks=cluster_jwks)
 
 
 def _cluster_access(cluster: ClusterConfig) -> ClusterInfo:
@@ -166,7 +202,7 @@ def start_exchanger(config: Config, clock: Callable[[], float] = time.time) -> R
     metrics = ExchangerMetrics()
     config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     config.mappings.mkdir(parents=True, exist_ok=True)
-    clients = _clients(config)
+    clients = cluster_clients(config)
     health_servicer = health.HealthServicer()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="exchange"),
@@ -195,13 +231,14 @@ def _start_parts(config: Config, clients: dict[str, KubernetesClient],
     sources = build_mapping_sources(config, on_reload)
     store, watcher = sources.store, sources
     metrics.mappings_loaded.set(len(store.current))
-    lookup = _cluster_lookup(config)
-    keys = KeyCache(HttpsKeyFetcher(cluster_lookup=lookup), clock, on_fetch=metrics.on_key_fetch)
+    keys = _key_cache(config, clients, clock, run)
     reviewer = _Reviewer(clients) if any(i.token_review for i in config.issuers) else None
     verifier = Verifier(config.issuers, keys, clock, reviewer)
     audit_log = AuditLog(config.audit_log)
     run._closers.append(audit_log.close)
     audit = _MeteredAudit(audit_log, metrics)
+    if config.checkpoints is not None:
+        _start_checkpoints(config.checkpoints, audit_log, clients, run)
     backends = _build_backends(config, clients, clock, run)
     exchanger = Exchanger(verifier=verifier, mappings=store, backends=backends, audit=audit,
                           clock=clock, observer=metrics,
@@ -233,6 +270,31 @@ class _MeteredAudit:
         self._metrics.audit_seq.set(self._log.head.seq)
 
 
+def _start_checkpoints(settings: CheckpointConfig, audit_log: AuditLog,
+                       clients: dict[str, KubernetesClient], run: RunningExchanger) -> None:
+    """Sign the audit head at an interval and at shutdown (stopped before the log closes)."""
+    signer = NoteSigner(settings.key_name, load_key(settings.key_file,
+                                                   create=settings.create_key))
+    stores: list[CheckpointStore] = []
+    if settings.config_map is not None:
+        target = settings.config_map
+        stores.append(ConfigMapStore(clients[target.cluster], cluster=target.cluster,
+                                     namespace=target.namespace, name=target.name))
+    if settings.witness is not None:
+        stores.append(WitnessStore(settings.witness.url, ca_file=settings.witness.ca_file))
+    checkpointer = Checkpointer(
+        origin=settings.origin, signer=signer, head=lambda: audit_log.head,
+        head_at=lambda size: file_head_at(audit_log.path, size), stores=stores,
+        observer=run.metrics.on_checkpoint)
+    worker = CheckpointWorker(checkpointer, interval=settings.interval)
+    worker.start()
+    run._stoppables.append(worker)
+    run.checkpoint_verifier_key = str(signer.verifier)
+    log.info("audit checkpoints of %s, verifier key %s, published every %gs to %s",
+             settings.origin, signer.verifier, settings.interval,
+             ", ".join(store.name for store in stores))
+
+
 def _background_parts(config: Config, clients: dict[str, KubernetesClient], store: Any,
                       keys: KeyCache, watcher: Any, clock: Callable[[], float]) -> list[Any]:
     parts: list[Any] = [watcher]
@@ -246,13 +308,23 @@ def _background_parts(config: Config, clients: dict[str, KubernetesClient], stor
     return parts
 
 
-def _cluster_lookup(config: Config) -> Callable[[str], tuple[Path | None, str | None]]:
-    def lookup(name: str) -> tuple[Path | None, str | None]:
-        cluster = config.cluster(name)
-        token = cluster.token_file.read_text().strip() if cluster.token_file else None
-        return cluster.ca_file, token
+def _key_cache(config: Config, clients: dict[str, KubernetesClient],
+               clock: Callable[[], float], run: RunningExchanger) -> KeyCache:
+    """The issuers' keys; each fetch updates the issuer's key metrics and its health name."""
+    serving, not_serving = (health_pb2.HealthCheckResponse.SERVING,
+                            health_pb2.HealthCheckResponse.NOT_SERVING)
+    run.metrics.declare_issuers(issuer.name for issuer in config.issuers)
+    for issuer in config.issuers:
+        run.health.set(issuer_health_name(issuer.name), not_serving)
 
-    return lookup
+    def on_fetch(issuer: str, result: str) -> None:
+        run.metrics.on_key_fetch(issuer, result)
+        health = keys.health(issuer)
+        run.metrics.on_key_health(health)
+        run.health.set(issuer_health_name(issuer), serving if health.serving else not_serving)
+
+    keys = KeyCache(key_fetcher(clients), clock, on_fetch=on_fetch)
+    return keys
 
 
 def _start_discovery(config: Config, run: RunningExchanger) -> None:
@@ -270,7 +342,7 @@ def _start_discovery(config: Config, run: RunningExchanger) -> None:
 
 def _start_grpc(config: Config, exchanger: Exchanger, run: RunningExchanger) -> None:
     server = run.grpc_server
-    exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(ExchangeServicer(exchanger), server)
+    add_exchange_service(ExchangeServicer(exchanger), server)
     health_pb2_grpc.add_HealthServicer_to_server(run.health, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

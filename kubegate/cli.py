@@ -29,6 +29,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                  "exchange a subject token once; print a credential or write a kubeconfig"),
     "demo": ("kubegate.commands.demo",
              "start a local issuer and exchanger, show one allowed and one denied exchange"),
+    "status": ("kubegate.commands.status", "what an exchanger with a config sees: each "
+               "issuer's keys, each cluster's API server, its trust mappings"),
     "audit": ("kubegate.commands.audit", "verify the hash chain of audit logs"),
     "mappings": ("kubegate.commands.mappings",
                  "validate trust mappings (schema and lints), or explain a token's match"),
