@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from exchanger.config import ClusterConfig, Config
-from exchanger.mappings.cluster import ClusterMappings
+from exchanger.mappings.cluster import ClusterMappings, judge, resource_source
 from exchanger.mappings.load import load_folder
-from exchanger.mappings.model import MappingSet
+from exchanger.mappings.model import MappingSet, TrustMapping
 from exchanger.mappings.store import (
     FolderWatcher,
     MappingStore,
@@ -149,6 +149,33 @@ class _ClusterPart:
     def stop(self) -> None:
         self._cluster.stop()
         self._cluster.close()
+
+
+def list_cluster_mappings(config: Config, file_sources: Mapping[str, str],
+                          ) -> tuple[list[TrustMapping], list[str]]:
+    """The config's TrustMapping resources as a replica would judge them, listed once (no
+    status written): the accepted mappings, and a problem for each refused one. Raises
+    KubegateError when the resources cannot be listed."""
+    assert config.mapping_cluster is not None
+    namespace = config.mapping_cluster.namespace
+    client = _trust_mapping_client(config.cluster(config.mapping_cluster.cluster), namespace)
+    try:
+        objects, _ = client.list()
+    finally:
+        client.close()
+    issuers = frozenset(i.name for i in config.issuers)
+    clusters = frozenset(c.name for c in config.clusters)
+    accepted: list[TrustMapping] = []
+    problems: list[str] = []
+    for obj in objects:
+        verdict = judge(obj, namespace=namespace, file_sources=file_sources, issuers=issuers,
+                        clusters=clusters)
+        if verdict.mapping is not None:
+            accepted.append(verdict.mapping)
+        else:
+            name = str((obj.get("metadata") or {}).get("name", ""))
+            problems.append(f"{resource_source(namespace, name)}: {verdict.message}")
+    return accepted, problems
 
 
 def _trust_mapping_client(cluster: ClusterConfig, namespace: str) -> Any:

@@ -6,6 +6,13 @@ verify with (after a failed refresh the last good keys still serve), 0 before it
 successful fetch and when it has none; `kubegate_issuer_keys_last_success_timestamp_seconds`
 says when its keys were last fetched (alert on `time() - ...`). Both exist for every configured
 issuer from the start.
+
+TokenRequest sessions: `kubegate_sessions_issued_total{cluster,bound_to}` (bound to the
+caller's pod or to a session Secret), `kubegate_sessions_revoked_total{cluster}` (a session
+Secret deleted because the allow line could not be written),
+`kubegate_sessions_reaped_total{cluster,reason}` (`expired`, `caller_pod_gone`), and the
+reaper's own health: `kubegate_session_reaper_runs_total{cluster,result}` (ok/error) and
+`kubegate_session_reaper_last_success_timestamp_seconds{cluster}`.
 """
 
 from __future__ import annotations
@@ -53,6 +60,24 @@ class ExchangerMetrics:
             "kubegate_audit_checkpoint_seq", "Sequence number of the last audit chain head "
             "published as a signed checkpoint.", registry=self.registry)
 
+        self.sessions_issued = Counter(
+            "kubegate_sessions_issued_total", "TokenRequest sessions issued, by cluster and "
+            "what the token is bound to (pod/secret).", ["cluster", "bound_to"],
+            registry=self.registry)
+        self.sessions_revoked = Counter(
+            "kubegate_sessions_revoked_total", "Sessions revoked at once because their allow "
+            "line could not be written.", ["cluster"], registry=self.registry)
+        self.sessions_reaped = Counter(
+            "kubegate_sessions_reaped_total", "Session Secrets the reaper deleted, by reason "
+            "(expired/caller_pod_gone).", ["cluster", "reason"], registry=self.registry)
+        self.reaper_runs = Counter(
+            "kubegate_session_reaper_runs_total", "Session reaper runs by result (ok/error: "
+            "a namespace or the run failed).", ["cluster", "result"], registry=self.registry)
+        self.reaper_last_success = Gauge(
+            "kubegate_session_reaper_last_success_timestamp_seconds", "When the session "
+            "reaper last finished a run without error (0: never).", ["cluster"],
+            registry=self.registry)
+
     def observe(self, *, result: str, reason: str, seconds: float) -> None:
         self.exchanges.labels(result=result, reason=reason).inc()
         self.latency.observe(seconds)
@@ -74,3 +99,19 @@ class ExchangerMetrics:
     def on_key_health(self, health: KeyHealth) -> None:
         self.issuer_keys_ready.labels(issuer=health.issuer).set(1 if health.serving else 0)
         self.issuer_keys_last_success.labels(issuer=health.issuer).set(health.last_success or 0)
+
+    def on_session_issued(self, cluster: str, bound_to: str) -> None:
+        self.sessions_issued.labels(cluster=cluster, bound_to=bound_to).inc()
+
+    def on_session_revoked(self, cluster: str) -> None:
+        self.sessions_revoked.labels(cluster=cluster).inc()
+
+    def on_session_reaped(self, cluster: str, reason: str) -> None:
+        self.sessions_reaped.labels(cluster=cluster, reason=reason).inc()
+
+    def on_reaper_run(self, cluster: str, result: str, finished_at: float) -> None:
+        self.reaper_runs.labels(cluster=cluster, result=result).inc()
+        if result == "ok":
+            self.reaper_last_success.labels(cluster=cluster).set(finished_at)
+        else:
+            self.reaper_last_success.labels(cluster=cluster)  # shown (at 0) from the first run

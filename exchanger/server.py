@@ -193,7 +193,7 @@ def _build_backends(config: Config, clients: dict[str, KubernetesClient],
             backends[cluster.name] = TokenRequestBackend(
                 api=clients[cluster.name], cluster=access, clock=clock,
                 cluster_issuers=_cluster_issuer_names(config, cluster.name),
-                default_audiences=cluster.audiences)
+                default_audiences=cluster.audiences, observer=run.metrics)
     return backends
 
 
@@ -243,7 +243,7 @@ def _start_parts(config: Config, clients: dict[str, KubernetesClient],
     exchanger = Exchanger(verifier=verifier, mappings=store, backends=backends, audit=audit,
                           clock=clock, observer=metrics,
                           limiter=IdentityRateLimiter(config.rate_limit, clock))
-    for part in _background_parts(config, clients, store, keys, watcher, clock):
+    for part in _background_parts(config, clients, store, keys, watcher, clock, metrics):
         part.start()
         run._stoppables.append(part)
     _start_discovery(config, run)
@@ -296,7 +296,8 @@ def _start_checkpoints(settings: CheckpointConfig, audit_log: AuditLog,
 
 
 def _background_parts(config: Config, clients: dict[str, KubernetesClient], store: Any,
-                      keys: KeyCache, watcher: Any, clock: Callable[[], float]) -> list[Any]:
+                      keys: KeyCache, watcher: Any, clock: Callable[[], float],
+                      metrics: ExchangerMetrics) -> list[Any]:
     parts: list[Any] = [watcher]
     if config.issuers:
         parts.append(BackgroundRefresher(keys, config.issuers))
@@ -304,7 +305,8 @@ def _background_parts(config: Config, clients: dict[str, KubernetesClient], stor
         def namespaces(cluster: str = name) -> set[str]:
             return {m.grant.namespace for m in store.current.mappings
                     if m.grant.cluster == cluster and m.grant.service_account}
-        parts.append(SessionReaper(api=client, namespaces=namespaces, clock=clock))
+        parts.append(SessionReaper(api=client, namespaces=namespaces, clock=clock,
+                                   cluster=name, observer=metrics))
     return parts
 
 

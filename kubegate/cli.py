@@ -31,7 +31,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
              "start a local issuer and exchanger, show one allowed and one denied exchange"),
     "status": ("kubegate.commands.status", "what an exchanger with a config sees: each "
                "issuer's keys, each cluster's API server, its trust mappings"),
-    "audit": ("kubegate.commands.audit", "verify the hash chain of audit logs"),
+    "audit": ("kubegate.commands.audit", "verify audit logs (hash chains and signed "
+              "checkpoints), or print the checkpoint verifier key"),
     "mappings": ("kubegate.commands.mappings",
                  "validate trust mappings (schema and lints), or explain a token's match"),
     "sidecar": ("kubegate.commands.sidecar", "keep a fresh credential and serve it on a "

@@ -44,6 +44,22 @@ class IssuedCredential:
     bound_to: str  # e.g. "Pod ci/pipeline-abc", "Secret web/kubegate-session-..", "self-issued"
 
 
+class SessionObserver(Protocol):
+    """Who counts TokenRequest sessions (`exchanger.metrics.ExchangerMetrics`)."""
+
+    def on_session_issued(self, cluster: str, bound_to: str) -> None:
+        """bound_to: "pod" (the caller's own pod) or "secret" (a session Secret)."""
+        ...
+
+    def on_session_revoked(self, cluster: str) -> None: ...
+
+    def on_session_reaped(self, cluster: str, reason: str) -> None: ...
+
+    def on_reaper_run(self, cluster: str, result: str, finished_at: float) -> None:
+        """result: "ok", or "error" when a namespace or the whole run failed."""
+        ...
+
+
 class CredentialBackend(Protocol):
     def issue(self, request: IssueRequest) -> IssuedCredential: ...
 

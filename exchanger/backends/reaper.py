@@ -3,7 +3,9 @@ pod is gone (so a pipeline's credential dies with its pod) or whose token has ex
 nothing piles up). Deleting the Secret invalidates every token bound to it.
 
 It keeps no state of its own: everything it needs is in the Secrets' annotations, so any
-replica can run it and a restarted exchanger picks up where the last one left off.
+replica can run it and a restarted exchanger picks up where the last one left off. Each
+session reaped and each run (ok, or error when a namespace or the run failed) is told to a
+`SessionObserver` (the metrics), so a reaper that stopped working shows.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
+from exchanger.backends.base import SessionObserver
 from exchanger.kube.port import (
     CALLER_POD_ANNOTATION,
     EXPIRES_ANNOTATION,
@@ -38,16 +41,19 @@ def reap_reason(secret: SessionSecret, api: KubeApi, now: float) -> str | None:
     return None
 
 
-def reap(api: KubeApi, namespaces: Iterable[str], now: float) -> list[tuple[str, str]]:
+def reap(api: KubeApi, namespaces: Iterable[str], now: float,
+         failed: list[str] | None = None) -> list[tuple[str, str]]:
     """Delete the session Secrets that should go; return (secret, reason) for each. A
-    namespace that fails (e.g. kubegate has no Role there yet) is logged and skipped, so it
-    never holds back revocation in the others."""
+    namespace that fails (e.g. kubegate has no Role there yet) is logged, added to `failed`
+    and skipped, so it never holds back revocation in the others."""
     reaped = []
     for namespace in sorted(namespaces):
         try:
             reaped += _reap_namespace(api, namespace, now)
         except KubegateError as error:
             log.warning("session reaper: %s: %s", namespace, error.detail or error.reason)
+            if failed is not None:
+                failed.append(namespace)
     return reaped
 
 
@@ -65,8 +71,10 @@ class SessionReaper:
     """Runs `reap` every `interval` seconds in a daemon thread."""
 
     def __init__(self, *, api: KubeApi, namespaces: Callable[[], Iterable[str]],
-                 clock: Callable[[], float], interval: float = 5.0) -> None:
+                 clock: Callable[[], float], interval: float = 5.0, cluster: str = "",
+                 observer: SessionObserver | None = None) -> None:
         self._api, self._namespaces, self._clock = api, namespaces, clock
+        self._cluster, self._observer = cluster, observer
         self._worker = BackgroundWorker("session-reaper", periodic(
             self.reap_once, interval=interval, log=log, what="session reaper"))
 
@@ -77,5 +85,14 @@ class SessionReaper:
         self._worker.stop(timeout=10)
 
     def reap_once(self) -> None:
-        for secret, reason in reap(self._api, self._namespaces(), self._clock()):
-            log.info("revoked session %s: %s", secret, reason)
+        failed: list[str] = []
+        result = "error"
+        try:
+            for secret, reason in reap(self._api, self._namespaces(), self._clock(), failed):
+                log.info("revoked session %s: %s", secret, reason)
+                if self._observer is not None:
+                    self._observer.on_session_reaped(self._cluster, reason.replace(" ", "_"))
+            result = "error" if failed else "ok"
+        finally:
+            if self._observer is not None:
+                self._observer.on_reaper_run(self._cluster, result, self._clock())

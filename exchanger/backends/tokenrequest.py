@@ -22,6 +22,7 @@ from exchanger.backends.base import (
     SERVICE_ACCOUNT_TOKEN_TYPE,
     IssuedCredential,
     IssueRequest,
+    SessionObserver,
 )
 from exchanger.identity import Identity
 from exchanger.kube.port import (
@@ -68,9 +69,12 @@ def token_id(token: str) -> str:
 class TokenRequestBackend:
     def __init__(self, *, api: KubeApi, cluster: ClusterInfo,
                  cluster_issuers: frozenset[str], clock: Callable[[], float],
-                 default_audiences: tuple[str, ...] = ()):
-        """cluster_issuers: the configured issuer names whose tokens come from this cluster."""
+                 default_audiences: tuple[str, ...] = (),
+                 observer: SessionObserver | None = None):
+        """cluster_issuers: the configured issuer names whose tokens come from this cluster;
+        observer: told of each session issued and revoked (metrics)."""
         self._api = api
+        self._observer = observer
         self._cluster = cluster
         self._cluster_issuers = cluster_issuers
         self._default_audiences = default_audiences
@@ -98,6 +102,9 @@ class TokenRequestBackend:
             if secret is not None:
                 self._api.delete_secret(secret.namespace, secret.name)
             raise
+        if self._observer is not None:
+            self._observer.on_session_issued(self._cluster.name,
+                                             "pod" if secret is None else "secret")
         return IssuedCredential(
             token=granted.token, token_type=SERVICE_ACCOUNT_TOKEN_TYPE,
             token_id=token_id(granted.token), expires_at=granted.expires_at,
@@ -115,6 +122,8 @@ class TokenRequestBackend:
         if kind == "Secret":
             namespace, _, name = where.partition("/")
             self._api.delete_secret(namespace, name)
+            if self._observer is not None:
+                self._observer.on_session_revoked(self._cluster.name)
 
     def _create_session_secret(self, request: IssueRequest, pod: ObjectRef | None) -> ObjectRef:
         annotations = {

@@ -11,7 +11,12 @@ Rules of this module:
   file over a bound is a problem of its document like any other; empty documents are skipped;
 - the folder is read flat (no subfolders); hidden files are skipped, so a ConfigMap volume's
   `..data` entries are ignored while its `name.yaml` links are read;
-- mapping names are unique across all files.
+- mapping names are unique across all files;
+- what `kubectl get trustmappings -o yaml` prints is a mapping file too: a List document
+  (`kind: List` or `TrustMappingList`) stands for its `items`, each judged on its own
+  (`document N: items[i]`, from 0), and a resource's `status` is not part of the mapping
+  (the cluster watcher drops it the same way); its server-set metadata is ignored by
+  `validate`.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from exchanger.mappings.model import MappingSet, TrustMapping
+from exchanger.mappings.schema import API_VERSION, KIND
 from exchanger.mappings.validate import parse_mapping
 from kubegate import yamlread
 from kubegate.errors import ConfigError
@@ -43,11 +49,40 @@ def _documents(text: str, source: str, problems: list[str]) -> list[tuple[int, A
     return found
 
 
-def read_documents(text: str, source: str) -> tuple[list[tuple[int, Any]], list[str]]:
-    """The non-empty YAML documents of `text` with their numbers (from 1), and the YAML
-    problem that ended the file early, if any (for tools that judge documents one by one)."""
+LIST_KINDS = frozenset({("v1", "List"), (API_VERSION, f"{KIND}List")})
+
+
+def is_list(document: object) -> bool:
+    """A List document, as kubectl prints several resources (`kind: List`, `items`)."""
+    return (isinstance(document, dict) and isinstance(document.get("items"), list)
+            and (document.get("apiVersion"), document.get("kind")) in LIST_KINDS)
+
+
+def without_status(document: object) -> object:
+    """A resource's document without its `status`, which the API server writes."""
+    if isinstance(document, dict) and "status" in document:
+        return {key: value for key, value in document.items() if key != "status"}
+    return document
+
+
+def mapping_documents(number: int, document: object) -> list[tuple[str, object]]:
+    """The mapping documents one YAML document stands for, each with where it is:
+    `document N`, or a List's items as `document N: items[i]`."""
+    if not is_list(document):
+        return [(f"document {number}", without_status(document))]
+    assert isinstance(document, dict)
+    return [(f"document {number}: items[{index}]", without_status(item))
+            for index, item in enumerate(document["items"])]
+
+
+def read_documents(text: str, source: str) -> tuple[list[tuple[str, object]], list[str]]:
+    """The mapping documents of `text`, each with where it is in the text (`document N`,
+    numbered from 1, or `document N: items[i]`), and the YAML problem that ended the file
+    early, if any (for tools that judge documents one by one)."""
     problems: list[str] = []
-    return _documents(text, source, problems), problems
+    found = [pair for number, document in _documents(text, source, problems)
+             for pair in mapping_documents(number, document)]
+    return found, problems
 
 
 def duplicate_names(mappings: Iterable[TrustMapping]) -> list[str]:
@@ -59,8 +94,10 @@ def _collect(text: str, source: str, issuers: frozenset[str] | None,
              clusters: frozenset[str] | None,
              problems: list[str]) -> list[TrustMapping]:
     mappings = []
-    for number, document in _documents(text, source, problems):
-        mapping, found = parse_mapping(document, source=f"{source}: document {number}",
+    documents, ended = read_documents(text, source)
+    problems.extend(ended)
+    for label, document in documents:
+        mapping, found = parse_mapping(document, source=f"{source}: {label}",
                                        issuers=issuers, clusters=clusters)
         problems.extend(found)
         if mapping is not None:
@@ -94,6 +131,24 @@ def parse_documents(text: str, source: str, known_issuers: set[str] | None = Non
     if problems:
         raise ConfigError(problems)
     return tuple(mappings)
+
+
+def each_valid(texts: Iterable[tuple[str, str]], known_issuers: set[str] | None = None,
+               known_clusters: set[str] | None = None) -> tuple[list[TrustMapping], list[str]]:
+    """Every valid mapping in (source, text) pairs, and the problems of the others: one
+    invalid document never hides the rest, and a name used again is a problem of the later
+    one, which is left out. For the tools (`mappings explain`); the exchanger takes a folder
+    whole or not at all (`load_folder`)."""
+    issuers, clusters = _names(known_issuers), _names(known_clusters)
+    problems: list[str] = []
+    mappings: list[TrustMapping] = []
+    for source, text in texts:
+        mappings.extend(_collect(text, source, issuers, clusters, problems))
+    duplicates = _duplicates(mappings)
+    first: dict[str, TrustMapping] = {}
+    for mapping in mappings:
+        first.setdefault(mapping.name, mapping)
+    return list(first.values()), problems + duplicates
 
 
 def mapping_files(folder: Path) -> list[Path]:

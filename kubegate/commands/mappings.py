@@ -1,5 +1,7 @@
 """`kubegate mappings validate|explain`: check trust mappings before they go live, and see
-why a token would (not) be granted. Offline: nothing is issued, nothing is contacted.
+why a token would (not) be granted. Nothing is issued; nothing is contacted but, for
+`explain --config` naming a cluster mapping source, that cluster's API server (one list of
+its TrustMapping resources, as `kubegate status` does).
 
     kubegate mappings validate [--config FILE] [--strict] PATH...
     kubegate mappings explain (--token FILE | --claims FILE) [--role NAME]
@@ -10,7 +12,10 @@ being what the exchanger would refuse (the same loader) and warnings the lints
 (`exchanger/mappings/lint.py`); exit 1 on any error (and, with --strict, any warning), else
 0. With --config, issuer and cluster names are checked and the issuers' audiences linted.
 
-explain exits 0 when the exchanger would grant, 1 when it would deny, 2 on usage errors.
+Both take what `kubectl get trustmappings -o yaml` prints (a List, with status and server
+metadata), and judge each document on its own: explain names the invalid ones it leaves out
+and explains with the rest. explain exits 0 when the exchanger would grant, 1 when it would
+deny, 2 on usage errors.
 """
 
 from __future__ import annotations
@@ -25,13 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from exchanger.config import Config, load_config
+from exchanger.mapping_sources import list_cluster_mappings
 from exchanger.mappings.explain import explain, identity_for, render
 from exchanger.mappings.lint import lint_issuers, lint_mapping
 from exchanger.mappings.load import (
     duplicate_names,
-    load_folder,
+    each_valid,
     mapping_files,
-    parse_documents,
     read_documents,
     read_text,
 )
@@ -144,9 +149,9 @@ def validate_paths(paths: Iterable[Path], config: Config | None) -> tuple[list[F
                                     message=f"cannot read: {getattr(error, 'strerror', error)}"))
             continue
         documents, problems = read_documents(text, str(path))
-        for number, document in documents:
+        for label, document in documents:
             count += 1
-            source = f"{path}: document {number}"
+            source = f"{path}: {label}"
             where = where_of(document, source)
             mapping, found = parse_mapping(document, source=source, issuers=known_issuers,
                                            clusters=known_clusters)
@@ -192,10 +197,11 @@ def run_explain(args: argparse.Namespace) -> int:
     config = _config(args.config)
     header, claims = _claims_of(args)
     issuer_name, issuer_line = _issuer(args, config, claims)
-    mappings = _mappings(args, config)
+    mappings, problems = _mappings(args, config)
     identity = identity_for(issuer_name, claims)
     lines = [*header, issuer_line, *_notes(config, issuer_name, claims),
-             f"role: {args.role or 'none (exactly one mapping must match)'}", ""]
+             f"role: {args.role or 'none (exactly one mapping must match)'}",
+             *(f"invalid, left out: {' '.join(problem.split())}" for problem in problems), ""]
     explanation = explain(mappings, identity, args.role or None)
     print("\n".join(lines + render(explanation)))
     return EXIT_OK if explanation.granted is not None else EXIT_FINDINGS
@@ -263,15 +269,42 @@ def _notes(config: Config | None, issuer_name: str, claims: dict[str, Any]) -> l
     return notes
 
 
-def _mappings(args: argparse.Namespace, config: Config | None) -> MappingSet:
-    path = args.mappings or (config.mappings if config is not None else None)
-    if path is None:
-        raise UsageError("give --mappings PATH (or --config, to use its mappings folder)")
+def _mappings(args: argparse.Namespace,
+              config: Config | None) -> tuple[MappingSet, list[str]]:
+    """The mappings to explain against and the problems of those left out: --mappings, else
+    the config's sources (its folder when files are on, its TrustMapping resources when it
+    names a cluster, files winning as in the exchanger). One invalid document never hides
+    the others."""
+    if args.mappings is not None:
+        mappings, problems = _from_path(args.mappings, config, "--mappings")
+        return MappingSet(mappings=tuple(mappings)), problems
+    if config is None:
+        raise UsageError("give --mappings PATH (or --config, to use its mapping sources)")
+    mappings, problems = [], []
+    if config.mapping_files and (config.mappings.exists() or config.mapping_cluster is None):
+        mappings, problems = _from_path(config.mappings, config, "mappings folder")
+    if config.mapping_cluster is not None:
+        files = {m.name: m.source for m in mappings}
+        try:
+            resources, refused = list_cluster_mappings(config, files)
+        except KubegateError as error:
+            raise UsageError(f"cannot list the TrustMappings of cluster "
+                             f"{config.mapping_cluster.cluster!r}: "
+                             f"{error.detail or error.reason}") from None
+        mappings, problems = mappings + resources, problems + refused
+    return MappingSet(mappings=tuple(mappings)), problems
+
+
+def _from_path(path: Path, config: Config | None,
+               flag: str) -> tuple[list[TrustMapping], list[str]]:
     issuers = {i.name for i in config.issuers} if config is not None else None
     clusters = {c.name for c in config.clusters} if config is not None else None
     if path.is_dir():
-        return load_folder(path, issuers, clusters)
-    if not path.is_file():
-        raise UsageError(f"--mappings {path}: no such file or folder")
-    return MappingSet(mappings=parse_documents(_read(str(path), "--mappings"), str(path),
-                                               issuers, clusters))
+        files = mapping_files(path)
+    elif path.is_file():
+        files = [path]
+    else:
+        raise UsageError(f"{flag} {path}: no such file or folder")
+    texts = [(str(file) if file == path else file.name, _read(str(file), flag))
+             for file in files]
+    return each_valid(texts, issuers, clusters)

@@ -185,8 +185,8 @@ def folder_status(config: Config) -> tuple[MappingStatus, list[TrustMapping]]:
             rejected += 1
             continue
         documents, yaml_problems = read_documents(text, path.name)
-        for number, document in documents:
-            mapping, found = parse_mapping(document, source=f"{path.name}: document {number}",
+        for label, document in documents:
+            mapping, found = parse_mapping(document, source=f"{path.name}: {label}",
                                            issuers=issuers, clusters=clusters)
             problems += found
             if mapping is None:

@@ -3,7 +3,8 @@ Established and its schema refuses what the file schema refuses, and an exchange
 nothing but the `kubegate-exchanger` service account's token and the RBAC of deploy/ (the
 base plus the example Roles for one target and one pipeline namespace) reads TrustMappings,
 writes their status, issues, revokes, publishes its audit checkpoints, and can do nothing
-more."""
+more. deploy/examples applies as a folder and makes what its mapping names; `kubegate mappings
+explain` with such a config reads the TrustMappings from the cluster."""
 
 from __future__ import annotations
 
@@ -217,6 +218,33 @@ def test_the_api_server_takes_the_sample_and_refuses_schema_violations(
     assert "must validate one and only one schema (oneOf)" in result.stderr
 
 
+
+def test_the_examples_apply_as_a_folder_and_create_what_their_mapping_names(
+        deployed: Kubectl) -> None:
+    """`kubectl apply -f deploy/examples/` on a cluster with the base: the namespaces and
+    service accounts the sample TrustMapping and the example Roles name exist, the exchanger
+    may issue for the mapping's grant, and the granted account has rights of its own."""
+    ok(deployed.run("apply", "--server-side", "-f", str(EXAMPLES)))
+    grant = yaml.safe_load((EXAMPLES / "trustmapping.yaml").read_text())["spec"]["grant"]
+    target, account = grant["namespace"], grant["serviceAccount"]
+    ok(deployed.run("get", "namespace", target))
+    ok(deployed.run("get", "serviceaccount", account, "-n", target))
+    pipeline = next(yaml.safe_load_all((EXAMPLES / "pipeline-namespace-rbac.yaml").read_text()))
+    callers = pipeline["metadata"]["namespace"]
+    ok(deployed.run("get", "serviceaccount", "pipeline", "-n", callers))
+
+    def can_i(*request: str, namespace: str, who: str) -> str:
+        result = deployed.run("auth", "can-i", *request, "-n", namespace, f"--as={who}")
+        return result.stdout.strip()
+
+    assert can_i("create", f"serviceaccounts/{account}", "--subresource=token",
+                 namespace=target, who=EXCHANGER) == "yes"
+    assert can_i("get", "pods", namespace=callers, who=EXCHANGER) == "yes"
+    granted = f"system:serviceaccount:{target}:{account}"
+    assert can_i("patch", "deployments.apps", namespace=target, who=granted) == "yes"
+    assert can_i("get", "secrets", namespace=target, who=granted) == "no"
+
+
 # -- the exchanger with exactly deploy/'s RBAC -------------------------------------------------
 
 
@@ -372,3 +400,59 @@ def test_the_health_listener_is_plaintext_and_serves_health_only(setup: Setup) -
         with pytest.raises(grpc.RpcError) as refused:
             exchange(b"", timeout=5)
     assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+# -- mappings explain and validate against the cluster's TrustMappings -----------------------
+
+
+def test_explain_with_a_cluster_sourced_config_reads_the_trustmappings_from_the_cluster(
+        setup: Setup, deployed: Kubectl, control_plane: ControlPlane,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """deploy/base's kind of config (TrustMappings only, read with the exchanger's own
+    token): explain finds the mapping a pipeline pod gets, and names a refused resource
+    without letting it hide the others; `kubectl get trustmappings -o yaml` output is a
+    mapping file for validate and explain."""
+    ok(apply_documents(deployed, setup.folder, [
+        mapping_resource("explain-refused", setup.ci, setup.web, issuer="bitbucket")]))
+    config = setup.folder / "explain-config.yaml"
+    config.write_text(yaml.safe_dump({
+        "listen": "127.0.0.1:0", "stateDir": str(setup.folder / "explain-state"),
+        "mappingSources": {"files": False,
+                           "cluster": {"name": "in-cluster", "namespace": "kubegate"}},
+        "issuers": [{"name": "in-cluster", "url": control_plane.issuer,
+                     "audiences": [AUDIENCE], "algorithms": ["ES256"],
+                     "keys": {"kubernetes": {"cluster": "in-cluster"}}}],
+        "clusters": [{"name": "in-cluster", "server": control_plane.url,
+                      "caFile": str(control_plane.ca_path),
+                      "credentials": {"tokenFile": str(setup.folder / "exchanger-token")}}]}))
+    claims = setup.folder / "pipeline-claims.json"
+    claims.write_text(json.dumps({
+        "iss": control_plane.issuer, "aud": [AUDIENCE],
+        "sub": f"system:serviceaccount:{setup.ci}:pipeline",
+        "kubernetes.io": {"namespace": setup.ci, "serviceaccount": {"name": "pipeline"}}}))
+    capsys.readouterr()
+    status = kubegate_cli(["mappings", "explain", "--config", str(config), "--claims",
+                           str(claims), "--role", "ci-deploys-web"])
+    out = capsys.readouterr().out.splitlines()
+    assert status == 0, out
+    assert any(line.startswith("mapping ci-deploys-web (TrustMapping kubegate/ci-deploys-web")
+               for line in out), out
+    assert ("invalid, left out: TrustMapping kubegate/explain-refused: spec.issuer: unknown "
+            "issuer 'bitbucket' (configured: in-cluster)") in out
+    assert out[-1].startswith(f"decision: would grant ci-deploys-web: cluster in-cluster, "
+                              f"namespace {setup.web}, service account deployer")
+
+    listed = setup.folder / "listed.yaml"
+    listed.write_text(ok(deployed.run("get", "trustmappings", "-n", "kubegate", "-o", "yaml")))
+    status = kubegate_cli(["mappings", "validate", "--config", str(config), str(listed)])
+    out = capsys.readouterr().out.splitlines()
+    errors = [line for line in out if ": error: " in line]
+    assert status == 1
+    assert any("(explain-refused): error: spec.issuer: unknown issuer 'bitbucket'" in line
+               for line in errors), errors
+    assert not any("(ci-deploys-web)" in line for line in errors), errors
+    status = kubegate_cli(["mappings", "explain", "--config", str(config), "--mappings",
+                           str(listed), "--claims", str(claims), "--role", "ci-deploys-web"])
+    out = capsys.readouterr().out.splitlines()
+    assert status == 0, out
+    assert out[-1].startswith("decision: would grant ci-deploys-web:")

@@ -158,7 +158,7 @@ SINGLE_PROBLEMS = [
     ("apiVersion", "v1", "apiVersion: expected 'kubegate.io/v1alpha1', got 'v1'"),
     ("kind", "ConfigMap", "kind: expected 'TrustMapping', got 'ConfigMap'"),
     ("kind", DELETE, "kind: required"),
-    ("status", {}, "status: unknown field"),
+    ("status", {"conditions": []}, None),  # what the API server writes: not the mapping
     ("metadata.generation", 3, None),
     ("metadata.owner", "me", "metadata.owner: unknown field"),
     ("spec.issuer", DELETE, "spec.issuer: required"),

@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from kubegate.cli import main
 from tests.support.oidc import GitHubJob, encode_jwt, github_claims, new_signing_key
@@ -214,3 +216,84 @@ def test_something_that_is_not_a_jwt_is_a_usage_error(
     status, _, err = explain(capsys, folder, "--token", str(folder / "token"))
     assert status == 2
     assert "not a JWT kubegate accepts" in err
+
+
+# -- what `kubectl get trustmappings -o yaml` prints ----------------------------------------
+
+
+def as_resource(text: str, generation: int) -> dict[str, object]:
+    """A mapping document as the API server returns it: server metadata and a status."""
+    document: dict[str, Any] = yaml.safe_load(text)
+    document["metadata"].update({
+        "namespace": "kubegate", "generation": generation, "resourceVersion": "4711",
+        "uid": "0b9e5d1c-0000-4000-8000-000000000000",
+        "creationTimestamp": "2026-01-01T00:00:00Z",
+        "managedFields": [{"manager": "kubectl", "operation": "Apply",
+                           "apiVersion": "kubegate.io/v1alpha1", "fieldsType": "FieldsV1",
+                           "fieldsV1": {"f:spec": {}}}]})
+    document["status"] = {"conditions": [{
+        "type": "Accepted", "status": "True", "reason": "Accepted", "message": "in effect",
+        "observedGeneration": generation, "lastTransitionTime": "2026-01-01T00:00:01Z"}]}
+    return document
+
+
+INVALID = WEB.replace("web-deploy", "broken").replace("serviceAccount: deployer",
+                                                      "serviceAccount: De_ployer")
+
+
+def kubectl_list(*texts: str) -> str:
+    items = [as_resource(text, number) for number, text in enumerate(texts, 1)]
+    return yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items,
+                           "metadata": {"resourceVersion": ""}})
+
+
+def test_validate_takes_a_kubectl_list_and_judges_each_item(
+        folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = folder / "listed.yaml"
+    path.write_text(kubectl_list(WEB, INVALID, WEB_ANY_BRANCH))
+    status, out, err = kubegate(capsys, "validate", "--config", str(folder / "config.yaml"),
+                                str(path))
+    assert status == 1
+    errors = [line for line in out if ": error: " in line]
+    assert len(errors) == 1
+    assert errors[0].startswith(f"{path}: document 1: items[1] (broken): error: "
+                                "spec.grant.serviceAccount: 'De_ployer' is not a DNS-1123")
+    assert "3 mapping document(s), 1 error(s)" in err
+    path.write_text(kubectl_list(WEB, WEB_ANY_BRANCH))
+    status, out, err = kubegate(capsys, "validate", str(path))
+    assert (status, out) == (0, [])
+    assert "2 mapping document(s), 0 error(s)" in err
+
+
+def test_explain_takes_a_kubectl_list_and_leaves_out_only_the_invalid_item(
+        folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (folder / "listed.yaml").write_text(kubectl_list(INVALID, WEB))
+    (folder / "claims.json").write_text(json.dumps(claims()))
+    status, out, _ = kubegate(capsys, "explain", "--mappings", str(folder / "listed.yaml"),
+                              "--config", str(folder / "config.yaml"),
+                              "--claims", str(folder / "claims.json"))
+    assert status == 0
+    left_out = [line for line in out if line.startswith("invalid, left out: ")]
+    assert len(left_out) == 1
+    assert "document 1: items[0] (broken)" in left_out[0]
+    assert "spec.grant.serviceAccount" in left_out[0]
+    assert out[-1].startswith("decision: would grant web-deploy:")
+
+
+def test_explain_leaves_out_an_invalid_document_of_a_folder_not_the_folder(
+        folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mappings = folder / "mappings"
+    mappings.mkdir()
+    (mappings / "a-broken.yaml").write_text(INVALID)
+    (mappings / "web.yaml").write_text(WEB + "---\n" + WEB_ANY_BRANCH.replace(
+        "web-any-branch", "web-deploy"))  # the name again: the later one is left out
+    (folder / "claims.json").write_text(json.dumps(claims()))
+    status, out, _ = kubegate(capsys, "explain", "--mappings", str(mappings),
+                              "--config", str(folder / "config.yaml"),
+                              "--claims", str(folder / "claims.json"))
+    assert status == 0
+    left_out = [line for line in out if line.startswith("invalid, left out: ")]
+    assert [line.split(": ")[1] for line in left_out] == [
+        "a-broken.yaml", "web.yaml"], left_out
+    assert "duplicate mapping name" in left_out[1]
+    assert out[-1].startswith("decision: would grant web-deploy:")
