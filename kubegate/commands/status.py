@@ -30,7 +30,6 @@ from typing import Any
 
 from exchanger.config import ClusterConfig, Config, load_config
 from exchanger.kube.client import KubernetesClient
-from exchanger.mappings.cluster import judge
 from exchanger.mappings.load import duplicate_names, mapping_files, read_documents
 from exchanger.mappings.model import TrustMapping
 from exchanger.mappings.validate import parse_mapping
@@ -205,34 +204,18 @@ def folder_status(config: Config) -> tuple[MappingStatus, list[TrustMapping]]:
 
 def resources_status(config: Config, file_sources: dict[str, str]) -> MappingStatus:
     """The TrustMapping resources, judged as the exchanger judges them (no status written)."""
-    from exchanger.kube.client import ClusterCredentials
-    from exchanger.kube.trustmappings import TrustMappingClient
+    from exchanger.mapping_sources import list_cluster_mappings
 
     assert config.mapping_cluster is not None
-    cluster = config.cluster(config.mapping_cluster.cluster)
-    namespace = config.mapping_cluster.namespace
-    source = f"TrustMappings in {cluster.name}/{namespace}"
-    assert cluster.ca_file is not None  # the config loader requires a tokenRequest cluster
-    client = TrustMappingClient(
-        server=cluster.server, ca_file=cluster.ca_file, namespace=namespace,
-        credentials=ClusterCredentials(
-            kubeconfig=cluster.kubeconfig, context=cluster.context,
-            token_file=cluster.token_file, client_cert_file=cluster.client_cert_file,
-            client_key_file=cluster.client_key_file))
+    source = (f"TrustMappings in {config.mapping_cluster.cluster}/"
+              f"{config.mapping_cluster.namespace}")
     try:
-        objects, _ = client.list()
+        accepted, problems = list_cluster_mappings(config, file_sources)
     except KubegateError as error:
         return MappingStatus(source=source, loaded=0, rejected=0,
                              problems=[f"cannot list: {error.detail or error.reason}"])
-    finally:
-        client.close()
-    issuers, clusters = _names(config)
-    verdicts = [judge(obj, namespace=namespace, file_sources=file_sources, issuers=issuers,
-                      clusters=clusters) for obj in objects]
-    problems = [f"{obj.get('metadata', {}).get('name', '')}: {verdict.message}"
-                for obj, verdict in zip(objects, verdicts, strict=True) if not verdict.accepted]
-    return MappingStatus(source=source, loaded=len(objects) - len(problems),
-                         rejected=len(problems), problems=problems)
+    return MappingStatus(source=source, loaded=len(accepted), rejected=len(problems),
+                         problems=problems)
 
 
 def _names(config: Config) -> tuple[frozenset[str], frozenset[str]]:
