@@ -20,15 +20,14 @@ from __future__ import annotations
 import math
 import re
 import reprlib
-from fractions import Fraction
 from typing import Final
 
 DURATION_EXAMPLES: Final = "90s, 15m, 1h30m or 500ms"
 RATE_EXAMPLES: Final = "10/s, 600/m or 36000/h"
 _DURATION: Final = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|h|m|s))+", re.ASCII)
 _DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)", re.ASCII)
-_UNIT_SECONDS: Final = {"h": Fraction(3600), "m": Fraction(60), "s": Fraction(1),
-                        "ms": Fraction(1, 1000)}
+_UNIT_MS: Final = {"h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1}
+_MAX_TEXT: Final = 64  # characters of a duration or rate: far more than any real one
 _RATE: Final = re.compile(r"(\d+(?:\.\d+)?)(?:/(s|m|h))?", re.ASCII)
 _TRUE: Final = frozenset({"true", "yes", "on", "1"})
 _FALSE: Final = frozenset({"false", "no", "off", "0"})
@@ -44,27 +43,37 @@ def shown(value: object) -> str:
     return text if len(text) <= _SHOWN else text[:_SHOWN] + "...'"
 
 
-def duration_fraction(value: object) -> Fraction:
-    """The exact seconds in a duration, or ValueError."""
+def _exact_ms(value: object) -> tuple[int, int]:
+    """The duration in milliseconds as an exact (numerator, denominator), or ValueError.
+    Integer arithmetic only: no float rounding, and no `fractions`/`decimal` import cost
+    for the sidecar and the credential plugin."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return Fraction(value)
-    if isinstance(value, str) and (value == "0" or _DURATION.fullmatch(value)):
-        return sum((Fraction(amount) * _UNIT_SECONDS[unit]
-                    for amount, unit in _DURATION_PART.findall(value)), Fraction(0))
+        return value * 1000, 1
+    if isinstance(value, str) and len(value) <= _MAX_TEXT and (
+            value == "0" or _DURATION.fullmatch(value)):
+        parts = _DURATION_PART.findall(value)
+        digits = max((len(amount.partition(".")[2]) for amount, _ in parts), default=0)
+        total = 0
+        for amount, unit in parts:
+            whole, _, decimals = amount.partition(".")
+            total += int(whole + decimals) * 10 ** (digits - len(decimals)) * _UNIT_MS[unit]
+        return total, 10 ** digits
     raise ValueError(f"expected a duration such as {DURATION_EXAMPLES}, got {shown(value)}")
 
 
 def parse_duration(value: object) -> float:
     """Seconds in a duration (`90s`, `15m`, `1h30m`, `500ms`, or an integer of seconds)."""
-    return float(duration_fraction(value))
+    numerator, denominator = _exact_ms(value)
+    return numerator / (denominator * 1000)
 
 
 def parse_whole_seconds(value: object) -> int:
     """Seconds in a duration that must be whole (a lifetime, a leeway)."""
-    seconds = duration_fraction(value)
-    if seconds.denominator != 1:
+    numerator, denominator = _exact_ms(value)
+    seconds, rest = divmod(numerator, denominator * 1000)
+    if rest:
         raise ValueError(f"{shown(value)} is not a whole number of seconds")
-    return int(seconds)
+    return seconds
 
 
 def parse_rate(value: object) -> float:
@@ -72,11 +81,11 @@ def parse_rate(value: object) -> float:
     if (isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
             and math.isfinite(value)):
         return float(value)
-    match = _RATE.fullmatch(value) if isinstance(value, str) else None
+    match = (_RATE.fullmatch(value) if isinstance(value, str) and len(value) <= _MAX_TEXT
+             else None)
     if match is None:
         raise ValueError(f"expected a rate such as {RATE_EXAMPLES}, got {shown(value)}")
-    per = _UNIT_SECONDS[match.group(2) or "s"]
-    return float(Fraction(match.group(1)) / per)
+    return float(match.group(1)) * 1000 / _UNIT_MS[match.group(2) or "s"]
 
 
 def parse_bool(value: object) -> bool:

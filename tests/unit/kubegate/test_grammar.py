@@ -85,3 +85,29 @@ def test_booleans(written: object, value: bool) -> None:
 def test_malformed_booleans_are_refused(written: object) -> None:
     with pytest.raises(ValueError, match="expected true or false"):
         parse_bool(written)
+
+
+@pytest.mark.parametrize(("written", "seconds"), [
+    ("0.1s", 0.1), ("1.001s", 1.001), ("0.5m", 30), ("1h0.5s", 3600.5), ("0.001s", 0.001),
+])
+def test_decimal_amounts_are_exact(written: str, seconds: float) -> None:
+    assert parse_duration(written) == seconds
+
+
+def test_a_long_duration_or_rate_is_refused_quickly() -> None:
+    for value in ("1" * 5000 + "s", "1h" * 1000):
+        with pytest.raises(ValueError, match="expected a duration"):
+            parse_duration(value)
+    with pytest.raises(ValueError, match="expected a rate"):
+        parse_rate("9" * 5000)
+
+
+def test_the_grammar_imports_no_fractions_or_decimal() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, kubegate.grammar; "
+            "print(sorted(m for m in ('fractions', 'decimal') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=30)
+    assert done.stdout.strip() == "[]"
