@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from exchanger.config import ClusterConfig, Config
-from exchanger.mappings.cluster import ClusterMappings, judge, resource_source
+from exchanger.mappings.cluster import ClusterMappings
 from exchanger.mappings.load import load_folder
 from exchanger.mappings.model import MappingSet, TrustMapping
 from exchanger.mappings.store import (
@@ -29,6 +29,7 @@ from exchanger.mappings.store import (
     fingerprint_folder,
     store_for_folder,
 )
+from exchanger.mappings.verdict import judge, resource_source
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 run the benchmarks, print the table, write DIR/results.json and DIR/bench.png.
 
 Order: the in-process ones (4, 2), the self-issued load (1), scale (7) and exec plugin (8),
-then the ones that need the real control plane (3, 5), then memory (6, from what 1 and 5
+then the ones that need the real control plane (3, 5, 9), then memory (6, from what 1 and 5
 recorded). A benchmark that breaks is reported as an error and the rest still run; the exit
 status is 1 then. Missing a target is a result, not an error.
 """
@@ -28,15 +28,17 @@ from kubegate_bench import (
     b6_memory,
     b7_scale,
     b8_exec_cache,
+    b9_trustmappings,
     kube_env,
     report,
 )
 from kubegate_bench.common import SIZES, Context, Mode, Outcome
 
-ALL = ("4", "2", "1", "7", "8", "3", "5", "6")
+ALL = ("4", "2", "1", "7", "8", "3", "5", "9", "6")
+NEEDS_CLUSTER = ("3", "5", "9")
 TITLES = {"1": b1_throughput.TITLE, "2": b2_verify.TITLE, "3": b3_tokenrequest.TITLE,
           "4": b4_mappings.TITLE, "5": b5_sidecar.TITLE, "6": b6_memory.TITLE,
-          "7": b7_scale.TITLE, "8": b8_exec_cache.TITLE}
+          "7": b7_scale.TITLE, "8": b8_exec_cache.TITLE, "9": b9_trustmappings.TITLE}
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "out"
 
 
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     env_error = ""
     try:
         for bench in selected:
-            if bench in ("3", "5") and env is None and not env_error:
+            if bench in NEEDS_CLUSTER and env is None and not env_error:
                 env, env_error = _kube_env(work)
             outcomes[bench] = _run(bench, functools.partial(_dispatch, bench, ctx, env,
                                                             env_error, outcomes))
@@ -101,10 +103,11 @@ def _kube_env(work: Path) -> tuple[kube_env.KubeEnv | None, str]:
 
 def _dispatch(bench: str, ctx: Context, env: kube_env.KubeEnv | None, env_error: str,
               outcomes: dict[str, Outcome]) -> Outcome:
-    if bench in ("3", "5"):
+    if bench in NEEDS_CLUSTER:
         if env is None:
             raise RuntimeError(f"no control plane: {env_error.strip().splitlines()[-1]}")
-        return b3_tokenrequest.run(ctx, env) if bench == "3" else b5_sidecar.run(ctx, env)
+        kube_runs = {"3": b3_tokenrequest.run, "5": b5_sidecar.run, "9": b9_trustmappings.run}
+        return kube_runs[bench](ctx, env)
     if bench == "6":
         return b6_memory.run(ctx, outcomes)
     runs: dict[str, Callable[[Context], Outcome]] = {

@@ -36,6 +36,9 @@ class Sizes:
     sidecars: int = 1000  # b7
     scale_seconds: float = 180.0
     time_scale: float = 30.0  # b7: simulated seconds per real second
+    trustmappings: int = 10_000  # b9
+    mapping_deletions: int = 20  # b9: deletions (and as many changes) under the backlog
+    idle_writes_seconds: float = 10.0  # b9: how long no status may be written once settled
 
 
 SIZES: dict[str, Sizes] = {
@@ -43,11 +46,13 @@ SIZES: dict[str, Sizes] = {
     "quick": Sizes(load_seconds=2.0, load_warmup=0.5, verify_rounds=1500, repeats=5,
                    match_rounds=1000, kube_calls=60, socket_calls=1000, cold_starts=8,
                    kubectl_runs=6, exec_calls=8, idle_seconds=2.0, sidecars=50,
-                   scale_seconds=20.0),
+                   scale_seconds=20.0, trustmappings=1000, mapping_deletions=10,
+                   idle_writes_seconds=3.0),
     "smoke": Sizes(load_seconds=0.3, load_warmup=0.1, token_pool=40, verify_rounds=30,
                    repeats=2, match_rounds=20, kube_calls=4, socket_calls=20, cold_starts=2,
                    kubectl_runs=1, exec_calls=2, idle_seconds=0.2, sidecars=4, scale_seconds=3.0,
-                   time_scale=60.0),
+                   time_scale=60.0, trustmappings=20, mapping_deletions=2,
+                   idle_writes_seconds=0.5),
 }
 
 

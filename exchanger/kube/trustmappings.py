@@ -1,5 +1,5 @@
 """TrustMapping custom resources of one namespace, over the official client: list, watch,
-and patch the status subresource.
+get, and patch the status subresource (with the resourceVersion it was computed from).
 
 Rules of this module:
 - every client and transport error is translated (`_translated`): a watch that breaks or a
@@ -87,12 +87,25 @@ class TrustMappingClient:
             with contextlib.suppress(ValueError, RuntimeError, OSError):
                 response.shutdown()
 
-    def patch_status(self, name: str, status: dict[str, Any]) -> None:
-        """Merge `status` into the object's status through the status subresource."""
+    def get(self, name: str) -> dict[str, Any]:
+        """One TrustMapping as the API server holds it now."""
+        with _translated(f"get trustmapping {self.namespace}/{name}"):
+            got: Any = self._custom.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, name, _request_timeout=TIMEOUT)
+        return dict(got)
+
+    def patch_status(self, name: str, status: dict[str, Any],
+                     resource_version: str) -> dict[str, Any]:
+        """Merge `status` into the object's status through the status subresource, only if
+        the object is still at `resource_version` (409 otherwise); the object as written."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         with _translated(f"patch trustmapping {self.namespace}/{name} status"):
-            self._custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, self.namespace, PLURAL, name, {"status": status},
+            written: Any = self._custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, self.namespace, PLURAL, name, body,
                 _content_type="application/merge-patch+json", _request_timeout=TIMEOUT)
+        return dict(written)
 
 
 def _events(response: Any, operation: str) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -1,19 +1,31 @@
 """Trust mappings from TrustMapping resources in one namespace of a cluster.
 
-A watcher lists and watches the resources, validates each with the same code as a mapping
-file (`validate.parse_mapping`), writes each one's `Accepted` condition through the status
-subresource, and offers the accepted ones as mappings.
+An informer thread lists and watches the resources, validates each with the same code as a
+mapping file (`validate.parse_mapping`) and offers the accepted ones as mappings; a writer
+thread writes each one's `Accepted` condition through the status subresource. client-go's
+informer and work queue are the model.
 
 Rules of this module:
 - stateless: everything comes from the API server, and every (re)connection lists again, so
   a restarted or an additional replica converges on the same answer;
-- a status is written only when the `Accepted` condition the object shows differs from the
-  verdict (status, reason, message, observedGeneration); the write is idempotent, so
-  replicas agree instead of fighting, and our own write's watch event writes nothing;
-- a resource whose name a mapping file already uses is refused (Invalid, naming the file):
-  files win, so a resource can never shadow or replace a file mapping;
-- only accepted resources are in effect; a refused one changes nothing else;
-- `status` is not part of the document: it is removed before validation.
+- an event costs O(1): it judges only the object it names, updates the cache and the
+  accepted set for that name, and queues that name; a spec change or a deletion is in the
+  accepted set before, and whatever happens to, any status write; `on_change` (the matcher's
+  rebuild) runs on a publisher thread that coalesces a burst of changes into one rebuild;
+- the accepted set is ready (`synced`) as soon as the first list is judged, never after the
+  statuses are written;
+- the cache keeps objects without `metadata.managedFields` (memory: 10,000 resources);
+- the writer takes names from a queue that holds each once (a burst of events about one
+  object is one check), paces writes with a token bucket, and writes only when the
+  `Accepted` condition the newest cached copy shows differs from the verdict (status,
+  reason, message, observedGeneration; lastTransitionTime moves only when status flips);
+- a write carries the resourceVersion it was computed from; a 409 Conflict reads the object
+  again and retries a bounded number of times; the server's answer becomes the cached copy,
+  so our own write's watch event is recognised (same resourceVersion) and writes nothing:
+  at most one write per resource and verdict, none when idle; replicas agree instead of
+  fighting;
+- each resource is judged by `verdict.judge` (files win over resources of the same name);
+  only accepted resources are in effect; a refused one changes nothing else.
 """
 
 from __future__ import annotations
@@ -26,20 +38,19 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from exchanger.mappings.model import TrustMapping
-from exchanger.mappings.validate import parse_mapping, where_of
-from kubegate.errors import Code, KubegateError
-from kubegate.grammar import shown
-from kubegate.kubeconfig import rfc3339
-from kubegate.workers import BackgroundWorker
+from exchanger.mappings.verdict import Verdict, judge, object_name, status_change
+from exchanger.mappings.writequeue import TokenBucket, WorkQueue, WriteLimit
+from kubegate.errors import Code, KubegateError, PreconditionError
+from kubegate.workers import BackgroundWorker, run_once
 
 log = logging.getLogger(__name__)
 
-ACCEPTED: Final = "Accepted"
-REASON_ACCEPTED: Final = "Accepted"
-REASON_INVALID: Final = "Invalid"
-MAX_MESSAGE: Final = 4000
 RETRY_SECONDS: Final = 2.0
 MAX_RETRY_SECONDS: Final = 30.0
+MAX_CONFLICTS: Final = 3
+"""How often one status write is made again from a fresh read after a 409 Conflict."""
+STATUS_WRITE_LIMIT: Final = WriteLimit(rate=50.0, burst=100)
+"""Status writes per second and at once, per exchanger (client-go's default is 10/100)."""
 
 
 class WatchExpired(KubegateError):
@@ -52,7 +63,8 @@ class WatchExpired(KubegateError):
 
 
 class TrustMappingApi(Protocol):
-    """What the watcher needs from the cluster (`exchanger.kube.trustmappings`)."""
+    """What the informer and the writer need from the cluster
+    (`exchanger.kube.trustmappings`)."""
 
     namespace: str
 
@@ -64,106 +76,70 @@ class TrustMappingApi(Protocol):
 
     def stop_watch(self) -> None: ...
 
-    def patch_status(self, name: str, status: dict[str, Any]) -> None: ...
+    def get(self, name: str) -> dict[str, Any]: ...
+
+    def patch_status(self, name: str, status: dict[str, Any],
+                     resource_version: str) -> dict[str, Any]:
+        """Write `status` if the object is still at `resource_version` (else a
+        PreconditionError CONFLICT; gone: OBJECT_NOT_FOUND); the object as written."""
+        ...
 
     def close(self) -> None: ...
 
 
 @dataclass(frozen=True, kw_only=True)
-class Verdict:
-    """One resource's outcome: its mapping when accepted, else the problems as a message."""
+class _Entry:
+    """One resource as last seen (event, list, or our own write's answer) and its verdict."""
 
-    mapping: TrustMapping | None
-    message: str
-
-    @property
-    def accepted(self) -> bool:
-        return self.mapping is not None
-
-
-def resource_source(namespace: str, name: str) -> str:
-    """How a resource is named in problems and in `TrustMapping.source`."""
-    return f"TrustMapping {namespace}/{name}"
-
-
-def judge(obj: Mapping[str, Any], *, namespace: str, file_sources: Mapping[str, str],
-          issuers: frozenset[str] | None, clusters: frozenset[str] | None) -> Verdict:
-    """Validate one resource as the loader validates one document of a file."""
-    source = resource_source(namespace, _name(obj))
-    document = {key: value for key, value in obj.items() if key != "status"}
-    mapping, problems = parse_mapping(document, source=source, issuers=issuers,
-                                      clusters=clusters)
-    if mapping is not None and mapping.name in file_sources:
-        return Verdict(mapping=None, message=f"metadata.name: {mapping.name!r} is already "
-                       f"a file mapping ({file_sources[mapping.name]}); files win")
-    if mapping is None:
-        prefix = f"{where_of(document, source)}: "
-        message = "; ".join(problem.removeprefix(prefix).removeprefix(f"{source}: ")
-                            for problem in problems)
-        return Verdict(mapping=None, message=_truncate(message or "invalid"))
-    return Verdict(mapping=mapping, message="in effect")
-
-
-def _truncate(text: str) -> str:
-    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
-
-
-def accepted_condition(obj: Mapping[str, Any]) -> dict[str, Any] | None:
-    conditions = (obj.get("status") or {}).get("conditions") or []
-    return next((c for c in conditions if isinstance(c, dict) and c.get("type") == ACCEPTED),
-                None)
-
-
-def status_change(obj: Mapping[str, Any], verdict: Verdict, now: float) -> dict[str, Any] | None:
-    """The status to write so the object shows `verdict`, or None when it already does.
-    lastTransitionTime moves only when the condition's status flips."""
-    desired: dict[str, Any] = {
-        "type": ACCEPTED,
-        "status": "True" if verdict.accepted else "False",
-        "reason": REASON_ACCEPTED if verdict.accepted else REASON_INVALID,
-        "message": verdict.message,
-        "observedGeneration": int(obj.get("metadata", {}).get("generation") or 0),
-    }
-    current = accepted_condition(obj)
-    if current is not None and all(current.get(key) == value for key, value in desired.items()):
-        return None
-    same_status = current is not None and current.get("status") == desired["status"]
-    previous_time = current.get("lastTransitionTime") if current is not None else None
-    desired["lastTransitionTime"] = previous_time if same_status and previous_time \
-        else rfc3339(now)
-    others = [c for c in (obj.get("status") or {}).get("conditions") or []
-              if isinstance(c, dict) and c.get("type") != ACCEPTED]
-    return {"conditions": [*others, desired]}
+    obj: dict[str, Any]
+    verdict: Verdict
 
 
 class ClusterMappings:
-    """The accepted TrustMapping resources of one namespace, kept current by a watcher
-    thread; see the module docstring. `on_change` runs (outside any lock) whenever the
-    accepted set changes; `file_sources` gives the file mappings' names and sources now."""
+    """The accepted TrustMapping resources of one namespace, kept current by an informer
+    thread, and their statuses written by a writer thread; see the module docstring.
+    `on_change` runs (outside any lock) whenever the accepted set changes; `file_sources`
+    gives the file mappings' names and sources now."""
 
     def __init__(self, api: TrustMappingApi, *, known_issuers: set[str] | None = None,
                  known_clusters: set[str] | None = None,
                  file_sources: Callable[[], Mapping[str, str]] = dict,
                  on_change: Callable[[], None] | None = None,
                  clock: Callable[[], float] = time.time,
-                 retry_seconds: float = RETRY_SECONDS) -> None:
+                 retry_seconds: float = RETRY_SECONDS,
+                 write_limit: WriteLimit = STATUS_WRITE_LIMIT,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self._api, self._clock, self._retry = api, clock, retry_seconds
         self._issuers = None if known_issuers is None else frozenset(known_issuers)
         self._clusters = None if known_clusters is None else frozenset(known_clusters)
         self._file_sources = file_sources
         self.on_change = on_change
         self._lock = threading.Lock()
-        self._objects: dict[str, dict[str, Any]] = {}
-        self._accepted: tuple[TrustMapping, ...] = ()
+        self._entries: dict[str, _Entry] = {}
+        self._by_name: dict[str, TrustMapping] = {}
+        self._accepted: tuple[TrustMapping, ...] | None = ()
+        self._queue = WorkQueue()
+        self._bucket = TokenBucket(write_limit, monotonic)
+        self.writes = 0
+        """Status writes sent (conflicts included): what the write path costs the server."""
         self._synced = threading.Event()
         self._on_synced: list[Callable[[], None]] = []
-        self._worker = BackgroundWorker("kubegate-trustmappings", self._run,
-                                        on_stop=self._api.stop_watch)
+        self._informer = BackgroundWorker("kubegate-trustmappings", self._run,
+                                          on_stop=self._api.stop_watch)
+        self._writer = BackgroundWorker("kubegate-trustmapping-status", self._write_loop,
+                                        on_stop=self._queue.wake)
+        self._dirty = threading.Event()
+        self._publisher = BackgroundWorker("kubegate-trustmapping-publish", self._publish_loop,
+                                           on_stop=self._dirty.set)
 
     # -- what the exchanger reads -------------------------------------------------------
 
     def accepted(self) -> tuple[TrustMapping, ...]:
-        return self._accepted
+        """The accepted mappings by name; rebuilt only after a change."""
+        with self._lock:
+            if self._accepted is None:
+                self._accepted = tuple(self._by_name[name] for name in sorted(self._by_name))
+            return self._accepted
 
     @property
     def synced(self) -> bool:
@@ -174,20 +150,34 @@ class ClusterMappings:
         return self._synced.wait(timeout)
 
     def when_synced(self, callback: Callable[[], None]) -> None:
-        """Run `callback` once the first list has been applied (now, if it has)."""
+        """Run `callback` once the first list is in the accepted set (now, if it is)."""
         with self._lock:
             if not self._synced.is_set():
                 self._on_synced.append(callback)
                 return
         callback()
 
-    # -- what the watcher feeds in ------------------------------------------------------
+    @property
+    def pending_writes(self) -> int:
+        """Resources waiting for the writer to check (and maybe write) their status."""
+        return len(self._queue)
+
+    # -- what the informer feeds in -----------------------------------------------------
 
     def replace(self, objects: Iterable[dict[str, Any]]) -> None:
-        """A fresh list: exactly these resources exist."""
+        """A fresh list: exactly these resources exist. The accepted set changes at once;
+        every resource is queued for the writer, which skips those already right."""
+        files = dict(self._file_sources())
+        entries = {object_name(slim): _Entry(obj=slim, verdict=self._judge(slim, files))
+                   for slim in map(_slim, objects)}
         with self._lock:
-            self._objects = {_name(obj): obj for obj in objects}
-        self.reconcile()
+            self._entries = entries
+            changed = self._set_accepted({name: entry.verdict.mapping
+                                          for name, entry in entries.items()
+                                          if entry.verdict.mapping is not None})
+        self._queue.add_all(sorted(entries))
+        if changed and self.on_change is not None:
+            self.on_change()
         with self._lock:
             callbacks, self._on_synced = self._on_synced, []
             self._synced.set()
@@ -195,48 +185,176 @@ class ClusterMappings:
             callback()
 
     def apply(self, kind: str, obj: dict[str, Any]) -> None:
-        """One watch event (ADDED, MODIFIED, DELETED; others are ignored)."""
+        """One watch event (ADDED, MODIFIED, DELETED; others are ignored): only the object
+        it names is judged, and only its name is queued for the writer."""
         if kind not in ("ADDED", "MODIFIED", "DELETED"):
             return
-        with self._lock:
-            if kind == "DELETED":
-                self._objects.pop(_name(obj), None)
-            else:
-                self._objects[_name(obj)] = obj
-        self.reconcile()
+        name, obj = object_name(obj), _slim(obj)
+        if kind == "DELETED":
+            with self._lock:
+                self._entries.pop(name, None)
+                changed = self._by_name.pop(name, None) is not None
+                self._accepted = None if changed else self._accepted
+            self._queue.discard(name)
+        else:
+            with self._lock:
+                cached = self._entries.get(name)
+            if cached is not None and _version(cached.obj) == _version(obj) != "":
+                return  # what we hold already (our own write's answer coming back)
+            entry = _Entry(obj=obj, verdict=self._judge(obj, dict(self._file_sources())))
+            with self._lock:
+                self._entries[name] = entry
+                changed = self._put_accepted(name, entry.verdict.mapping)
+            self._queue.add(name)
+        if changed:
+            self._changed()
 
     def reconcile(self, *, notify: bool = True) -> None:
-        """Judge every resource again, write the statuses that changed, and run
-        `on_change` when the accepted set changed (unless `notify` is False)."""
+        """Judge every resource again (the file mappings changed), queue them all for the
+        writer, and run `on_change` when the accepted set changed (unless `notify` is
+        False)."""
+        files = dict(self._file_sources())
         with self._lock:
-            files = dict(self._file_sources())
-            verdicts = {name: judge(obj, namespace=self._api.namespace, file_sources=files,
-                                    issuers=self._issuers, clusters=self._clusters)
-                        for name, obj in sorted(self._objects.items())}
-            accepted = tuple(v.mapping for v in verdicts.values() if v.mapping is not None)
-            changed, self._accepted = accepted != self._accepted, accepted
-            now = self._clock()
-            patches = {name: patch for name, obj in self._objects.items()
-                       if (patch := status_change(obj, verdicts[name], now)) is not None}
-        for name, status in sorted(patches.items()):
-            self._write_status(name, status)
-        if changed and notify and self.on_change is not None:
+            entries = dict(self._entries)
+        judged = {name: _Entry(obj=entry.obj, verdict=self._judge(entry.obj, files))
+                  for name, entry in entries.items()}
+        with self._lock:
+            for name, entry in judged.items():
+                if name in self._entries:  # not deleted meanwhile
+                    self._entries[name] = entry
+            changed = self._set_accepted({name: entry.verdict.mapping
+                                          for name, entry in self._entries.items()
+                                          if entry.verdict.mapping is not None})
+        self._queue.add_all(sorted(judged))
+        if changed and notify:
+            self._changed()
+
+    def _changed(self) -> None:
+        """Run `on_change`: through the publisher thread when it runs (a burst of events
+        costs one rebuild per rebuild's time, not one per event), else at once."""
+        if self._publisher.running:
+            self._dirty.set()
+        elif self.on_change is not None:
             self.on_change()
 
-    def _write_status(self, name: str, status: dict[str, Any]) -> None:
+    def _publish_loop(self, stopping: threading.Event) -> None:
+        while True:
+            self._dirty.wait()
+            if stopping.is_set():
+                return
+            self._dirty.clear()
+            if self.on_change is not None:
+                run_once(self.on_change, log=log, what="TrustMappings: publishing a change")
+
+    def _judge(self, obj: Mapping[str, Any], files: Mapping[str, str]) -> Verdict:
+        return judge(obj, namespace=self._api.namespace, file_sources=files,
+                     issuers=self._issuers, clusters=self._clusters)
+
+    def _set_accepted(self, by_name: dict[str, TrustMapping]) -> bool:
+        """Under the lock: replace the accepted mappings; whether they changed."""
+        changed = by_name != self._by_name
+        if changed:
+            self._by_name, self._accepted = by_name, None
+        return changed
+
+    def _put_accepted(self, name: str, mapping: TrustMapping | None) -> bool:
+        """Under the lock: one resource's mapping in or out; whether that changed anything."""
+        if self._by_name.get(name) == mapping:
+            return False
+        if mapping is None:
+            del self._by_name[name]
+        else:
+            self._by_name[name] = mapping
+        self._accepted = None
+        return True
+
+    # -- the status writer --------------------------------------------------------------
+
+    def write_pending(self) -> int:
+        """Check each queued resource once now, unpaced (tests and tools; the writer thread
+        does this at its rate); the number of writes sent."""
+        before = self.writes
+        for _ in range(len(self._queue)):
+            name = self._queue.get(0)
+            if name is None:
+                break
+            self._write_or_requeue(name)
+        return self.writes - before
+
+    def _write_loop(self, stopping: threading.Event) -> None:
+        failures = 0
+        while not stopping.is_set():
+            wait = self._bucket.wait_seconds()
+            if wait > 0:
+                stopping.wait(wait)
+                continue
+            name = self._queue.get(1.0)
+            if name is None:
+                continue
+            if self._write_or_requeue(name):
+                failures = 0
+            else:
+                failures += 1
+                stopping.wait(min(self._retry * 2 ** (failures - 1), MAX_RETRY_SECONDS))
+
+    def _write_or_requeue(self, name: str) -> bool:
+        """Write one status if needed; on failure log it, queue the name again at the back,
+        and return False."""
         try:
-            self._api.patch_status(name, status)
-        except KubegateError as error:  # the next event or list tries again
+            self._write_status(name)
+        except KubegateError as error:
             log.warning("TrustMapping %s/%s: status not written: %s", self._api.namespace,
                         name, error.detail or error.reason)
+            self._queue.add(name)
+            return False
+        return True
 
-    # -- the watcher thread -------------------------------------------------------------
+    def _write_status(self, name: str) -> None:
+        """Bring one resource's status to its verdict, from the newest copy we hold; on a
+        conflict, from a fresh read, a bounded number of times."""
+        with self._lock:
+            entry = self._entries.get(name)
+        if entry is None:
+            return  # deleted meanwhile
+        obj, verdict = entry.obj, entry.verdict
+        for attempt in range(1 + MAX_CONFLICTS):
+            change = status_change(obj, verdict, self._clock())
+            if change is None:
+                return
+            self._bucket.take()
+            self.writes += 1
+            try:
+                answer = self._api.patch_status(name, change, _version(obj))
+            except PreconditionError as error:
+                if error.reason == "OBJECT_NOT_FOUND":
+                    return  # deleted: its DELETED event is on its way
+                if error.reason != "CONFLICT" or attempt == MAX_CONFLICTS:
+                    raise
+                obj = _slim(self._api.get(name))
+                verdict = self._judge(obj, dict(self._file_sources()))
+                continue
+            self._remember(name, sent_from=_version(obj), answer=answer)
+            return
+
+    def _remember(self, name: str, *, sent_from: str, answer: dict[str, Any]) -> None:
+        """Keep the server's answer as the cached copy, unless a newer event got there first
+        (the write was made from an older copy than the cache holds now)."""
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is not None and _version(entry.obj) == sent_from:
+                self._entries[name] = _Entry(obj=_slim(answer), verdict=entry.verdict)
+
+    # -- the threads ---------------------------------------------------------------------
 
     def start(self) -> None:
-        self._worker.start()
+        self._publisher.start()
+        self._writer.start()
+        self._informer.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._worker.stop(timeout)
+        self._informer.stop(timeout)
+        self._publisher.stop(timeout)
+        self._writer.stop(timeout)
 
     def close(self) -> None:
         """Release the API client (after stop)."""
@@ -261,18 +379,27 @@ class ClusterMappings:
     def _list_and_watch(self, stopping: threading.Event) -> None:
         objects, version = self._api.list()
         self.replace(objects)
+        del objects  # the cache holds slimmed copies; the list must not live on
         for kind, obj in self._api.watch(version):
             if stopping.is_set():
                 return
             self.apply(kind, obj)
 
 
-def _name(obj: Mapping[str, Any]) -> str:
-    """metadata.name as the API server guarantees it (a DNS-1123 subdomain); a cut repr of
-    anything else, so a hand-made object can still be named in a message."""
+def _slim(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object without `metadata.managedFields`, which nothing here reads and which is
+    often most of its size (client-go informers drop it with a transform, too)."""
     metadata = obj.get("metadata")
-    name = metadata.get("name", "") if isinstance(metadata, dict) else ""
-    return name if isinstance(name, str) and len(name) <= 253 else shown(name)
+    if not isinstance(metadata, dict) or "managedFields" not in metadata:
+        return obj
+    kept = {key: value for key, value in metadata.items() if key != "managedFields"}
+    return {**obj, "metadata": kept}
+
+
+def _version(obj: Mapping[str, Any]) -> str:
+    metadata = obj.get("metadata")
+    version = metadata.get("resourceVersion", "") if isinstance(metadata, dict) else ""
+    return version if isinstance(version, str) else ""
 
 
 def _log_failure(namespace: str, error: Exception) -> None:

@@ -13,8 +13,8 @@ import pytest
 from exchanger import mapping_sources
 from exchanger.config import build_config
 from exchanger.mapping_sources import build_mapping_sources
-from exchanger.mappings.cluster import accepted_condition
 from exchanger.mappings.store import FolderWatcher, ReloadResult
+from exchanger.mappings.verdict import accepted_condition
 from tests.unit.exchanger.test_mappings_cluster import FakeApi, resource
 
 FILE = """\
@@ -59,6 +59,7 @@ def test_files_win_over_resources_and_a_folder_reload_judges_them_again(
     sources = build_mapping_sources(config(tmp_path), reloads.append)
     assert sources.cluster is not None
     sources.cluster.replace(api.list()[0])
+    sources.cluster.write_pending()
     names = {m.name: m.source for m in sources.store.current.mappings}
     assert names == {"web": "team.yaml: document 1", "api": "TrustMapping kubegate/api"}
     refused = accepted_condition(api.objects["web"])
@@ -72,6 +73,7 @@ def test_files_win_over_resources_and_a_folder_reload_judges_them_again(
     assert result is not None and result.ok and result.mapping_count == 2
     assert {m.source for m in sources.store.current.mappings} == {"team.yaml: document 1",
                                                                   "team.yaml: document 2"}
+    sources.cluster.write_pending()
     condition = accepted_condition(api.objects["api"])
     assert condition is not None and condition["status"] == "False"
     assert reloads[-1] == result

@@ -15,9 +15,9 @@ import pytest
 
 from exchanger.config import load_config
 from exchanger.mappings import MappingSet, MappingStore, load_folder
-from exchanger.mappings.cluster import judge
 from exchanger.mappings.store import FolderWatcher
 from exchanger.mappings.validate import parse_mapping
+from exchanger.mappings.verdict import judge
 from kubegate.cli import main
 from kubegate.errors import ConfigError
 
