@@ -7,6 +7,10 @@ successful fetch and when it has none; `kubegate_issuer_keys_last_success_timest
 says when its keys were last fetched (alert on `time() - ...`). Both exist for every configured
 issuer from the start.
 
+The audit log: `kubegate_audit_writable` is 0 while it cannot be written (and the exchange
+service is NOT_SERVING), `kubegate_audit_unrecorded_denials_total` counts the denials refused
+meanwhile, `kubegate_audit_chain_seq` is the chain head.
+
 TokenRequest sessions: `kubegate_sessions_issued_total{cluster,bound_to}` (bound to the
 caller's pod or to a session Secret), `kubegate_sessions_revoked_total{cluster}` (a session
 Secret deleted because the allow line could not be written),
@@ -53,6 +57,14 @@ class ExchangerMetrics:
         self.audit_seq = Gauge(
             "kubegate_audit_chain_seq", "Sequence number of the last audit line written "
             "(anchor it elsewhere to detect deleted trailing lines).", registry=self.registry)
+        self.audit_writable = Gauge(
+            "kubegate_audit_writable", "1 while the audit log takes lines; 0 from a line that "
+            "could not be written until one is again (the exchange service is NOT_SERVING).",
+            registry=self.registry)
+        self.audit_unrecorded_denials = Counter(
+            "kubegate_audit_unrecorded_denials_total", "Denials whose audit line could not be "
+            "written (each outage's count is recorded in a note once the log takes lines).",
+            registry=self.registry)
         self.audit_checkpoints = Counter(
             "kubegate_audit_checkpoints_total", "Audit checkpoint publications to a store, by "
             "result (ok/error).", ["result"], registry=self.registry)

@@ -5,13 +5,19 @@ the gRPC server (exchange, health, reflection), the plaintext health-only listen
 Prometheus endpoint, the self-issued discovery server, the mapping sources (folder watcher,
 TrustMapping watcher), the key refresher and the session reaper.
 
-Health: "" and the exchange service are SERVING once the server runs (and, with TrustMapping
-resources as a source, once they have been listed). Each issuer has a health name of its own,
+Health: "" is SERVING once the server runs. The exchange service is SERVING only while the
+server runs, TrustMapping resources (when they are a source) have been listed once, and the
+audit log takes lines (`readiness`): the first line that cannot be written turns it
+NOT_SERVING, since that replica refuses every exchange; denials refused meanwhile are counted
+(`kubegate_audit_unrecorded_denials_total`), a probe tries every `AUDIT_PROBE_SECONDS` to
+write the note that records them (`audit.guard`), and the first line written turns it
+SERVING again. Each issuer has a health name of its own,
 `kubegate.issuer/<name>`: SERVING while it has keys to verify with, NOT_SERVING before its
 first successful fetch and whenever it has none. An issuer's key outage does not make the
 whole replica NOT_SERVING: it is the issuer's outage, every replica would fail the same probe,
 and taking them all out of the Service would turn the other issuers' working exchanges, and
-the caller's named KEYS_UNAVAILABLE answer, into connection failures.
+the caller's named KEYS_UNAVAILABLE answer, into connection failures. An audit outage is the
+replica's own (its disk): another replica may well be writable.
 """
 
 from __future__ import annotations
@@ -30,10 +36,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from exchanger.audit.guard import GuardedAudit
 from exchanger.audit.log import AuditLog
 from exchanger.audit.note import NoteSigner
 from exchanger.audit.publish import Checkpointer, CheckpointWorker, file_head_at
-from exchanger.audit.record import AuditRecord
 from exchanger.audit.settings import CheckpointConfig
 from exchanger.audit.signing import load_key
 from exchanger.audit.stores import CheckpointStore, ConfigMapStore, WitnessStore
@@ -54,6 +60,7 @@ from exchanger.mapping_sources import build_mapping_sources
 from exchanger.mappings.store import ReloadResult
 from exchanger.metrics import ExchangerMetrics
 from exchanger.ratelimit import IdentityRateLimiter
+from exchanger.readiness import Readiness
 from exchanger.service import ExchangeServicer, add_exchange_service
 from exchanger.v1 import exchange_pb2
 from exchanger.verify.fetch import HttpsKeyFetcher, KeyResponse
@@ -63,6 +70,7 @@ from exchanger.verify.verifier import Verifier
 from kubegate.addresses import HostPort, parse_address, parse_host_port
 from kubegate.credential import ClusterInfo
 from kubegate.errors import UnavailableError
+from kubegate.workers import BackgroundWorker, periodic
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +78,7 @@ SERVICE_NAME = exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"].full_
 ISSUER_HEALTH_PREFIX = "kubegate.issuer/"
 MAX_RECEIVE_BYTES = 64 * 1024  # a subject token is a few KiB; nothing legitimate is larger
 WORKERS = 16
+AUDIT_PROBE_SECONDS = 2.0  # how often an unwritable audit log is tried again
 
 
 class Stoppable(Protocol):
@@ -91,6 +100,8 @@ class RunningExchanger:
     metrics_port: int = 0
     health_port: int = 0  # the plaintext health-only server (healthListen), 0 when off
     checkpoint_verifier_key: str = ""  # audit.checkpoints: the key that verifies them
+    readiness: Readiness | None = None  # the exchange service's conditions, once started
+    audit: GuardedAudit | None = None
     _stoppables: list[Stoppable] = field(default_factory=list)
     _closers: list[Callable[[], Any]] = field(default_factory=list)
 
@@ -234,9 +245,12 @@ def _start_parts(config: Config, clients: dict[str, KubernetesClient],
     keys = _key_cache(config, clients, clock, run)
     reviewer = _Reviewer(clients) if any(i.token_review for i in config.issuers) else None
     verifier = Verifier(config.issuers, keys, clock, reviewer)
-    audit_log = AuditLog(config.audit_log)
+    run.readiness = readiness = Readiness(
+        run.health, SERVICE_NAME, serving=health_pb2.HealthCheckResponse.SERVING,
+        not_serving=health_pb2.HealthCheckResponse.NOT_SERVING, unmet={"started"})
+    audit_log = AuditLog(config.audit_log, clock=clock)
     run._closers.append(audit_log.close)
-    audit = _MeteredAudit(audit_log, metrics)
+    run.audit = audit = _guarded_audit(audit_log, clock, readiness, run)
     if config.checkpoints is not None:
         _start_checkpoints(config.checkpoints, audit_log, clients, run)
     backends = _build_backends(config, clients, clock, run)
@@ -247,9 +261,11 @@ def _start_parts(config: Config, clients: dict[str, KubernetesClient],
         part.start()
         run._stoppables.append(part)
     _start_discovery(config, run)
-    _start_grpc(config, exchanger, run)
-    sources.gate_readiness(run.health, SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING,
+    sources.gate_readiness(readiness.condition("mappings"), SERVICE_NAME,
+                           health_pb2.HealthCheckResponse.SERVING,
                            health_pb2.HealthCheckResponse.NOT_SERVING)
+    _start_grpc(config, exchanger, run)
+    readiness.set("started", True)
     _start_health(config, run)
     if config.metrics_listen:
         host, port = _host_port(config.metrics_listen)
@@ -258,16 +274,24 @@ def _start_parts(config: Config, clients: dict[str, KubernetesClient],
         run._closers.extend([http_server.server_close, thread.join, http_server.shutdown])
 
 
-class _MeteredAudit:
-    """The audit log, exporting the chain head's sequence number after every line."""
+def _guarded_audit(audit_log: AuditLog, clock: Callable[[], float], readiness: Readiness,
+                   run: RunningExchanger) -> GuardedAudit:
+    """The audit log behind readiness and metrics, and the probe that ends an outage."""
+    metrics = run.metrics
 
-    def __init__(self, log: AuditLog, metrics: ExchangerMetrics) -> None:
-        self._log, self._metrics = log, metrics
-        metrics.audit_seq.set(log.head.seq)
+    def on_writable(writable: bool) -> None:
+        metrics.audit_writable.set(1 if writable else 0)
+        readiness.set("audit", writable)
 
-    def append(self, record: AuditRecord) -> None:
-        self._log.append(record)
-        self._metrics.audit_seq.set(self._log.head.seq)
+    audit = GuardedAudit(audit_log, clock=clock, on_writable=on_writable,
+                         on_unrecorded=metrics.audit_unrecorded_denials.inc,
+                         on_head=metrics.audit_seq.set)
+    metrics.audit_writable.set(1)
+    probe = BackgroundWorker("audit-probe", periodic(
+        audit.probe, interval=AUDIT_PROBE_SECONDS, log=log, what="audit log probe"))
+    probe.start()
+    run._stoppables.append(probe)
+    return audit
 
 
 def _start_checkpoints(settings: CheckpointConfig, audit_log: AuditLog,
@@ -362,8 +386,7 @@ def _start_grpc(config: Config, exchanger: Exchanger, run: RunningExchanger) -> 
     else:
         run.port = server.add_insecure_port(config.listen)
     server.start()
-    for name in ("", SERVICE_NAME):
-        run.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    run.health.set("", health_pb2.HealthCheckResponse.SERVING)
 
 
 def _start_health(config: Config, run: RunningExchanger) -> None:

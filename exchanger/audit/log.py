@@ -8,9 +8,13 @@ Rules of this module:
 - a failed append leaves the file as it was: a short write or a failed fsync is truncated
   back; if even that fails, the log refuses every later append until it is reopened;
 - the file is created with mode 0600; one process writes a given file (each replica its own);
-- opening an existing file resumes its chain from the last line, which must be complete,
+- opening an existing file resumes its chain from the last complete line, which must be
   intact and follow the line before it: a corrupt tail refuses to start
-  (`AuditLogCorruptError`, see `resume`) rather than extend a broken chain. The head (last
+  (`AuditLogCorruptError`, see `resume`) rather than extend a broken chain;
+- an incomplete last line (a crash mid-write) is never deleted and never extended: its bytes
+  go to `<log>.torn-<time>-<sha256 prefix>` beside the log (0600, made durable first), the
+  log is cut back to its last complete line, and a `TORN_TAIL_RECOVERED` note naming that
+  file and the sha256 of the bytes becomes the next line of the chain. The head (last
   `seq` and `hash`) is logged on open and close and readable as `head`, so it can be exported
   and anchored elsewhere (`checkpoint`): deleting trailing lines is otherwise invisible.
 """
@@ -18,17 +22,21 @@ Rules of this module:
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
 from exchanger.audit.chain import ChainHead, chain_line
-from exchanger.audit.record import AuditRecord
+from exchanger.audit.record import AuditRecord, torn_tail_record
 from exchanger.audit.resume import AuditLogCorruptError as AuditLogCorruptError  # re-export
-from exchanger.audit.resume import resume_head
+from exchanger.audit.resume import Resumed, TornTail, resume_head
 from kubegate.errors import UnavailableError
 
 log = logging.getLogger(__name__)
@@ -57,18 +65,50 @@ def _open(path: Path) -> int:
         raise AuditWriteError(f"cannot open audit log {path}: {error.strerror}") from error
 
 
-def _resume_head(fd: int, path: Path) -> ChainHead:
-    """The head of the chain already in the file (see `resume`)."""
+def _resume_head(fd: int, path: Path) -> Resumed:
+    """The head of the chain already in the file, and its torn tail (see `resume`)."""
     try:
         return resume_head(fd, path)
     except OSError as error:
         raise AuditWriteError(f"cannot read audit log {path}: {error.strerror}") from error
 
 
+def torn_tail_path(path: Path, torn: TornTail, now: datetime) -> Path:
+    """Where the torn tail of `path` is kept: beside it, named for the time and its hash."""
+    digest = hashlib.sha256(torn.data).hexdigest()
+    return path.with_name(f"{path.name}.torn-{now:%Y%m%dT%H%M%SZ}-{digest[:12]}")
+
+
+def _keep(kept: Path, data: bytes) -> None:
+    """Write `data` to the new file `kept` (0600) durably; an identical file already there
+    (a start that crashed after keeping it) is fine, a different one is an error."""
+    try:
+        fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        if kept.read_bytes() != data:
+            raise
+        return
+    try:
+        if os.write(fd, data) != len(data):
+            raise OSError(errno.EIO, "short write")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class AuditLog:
     """An `AuditSink` writing to a file. Thread-safe."""
 
-    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True,
+                 clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
         self._fsync = fsync
         self._lock = threading.Lock()
@@ -76,13 +116,34 @@ class AuditLog:
         self._broken = ""
         self._fd = _open(self.path)
         try:
-            self._head = _resume_head(self._fd, self.path)
+            resumed = _resume_head(self._fd, self.path)
+            self._head = resumed.head
+            self._synced_seq = self._head.seq
+            if resumed.torn is not None:
+                self._recover(resumed.torn, datetime.fromtimestamp(clock(), UTC))
         except BaseException:
             os.close(self._fd)
             raise
-        self._synced_seq = self._head.seq
         log.info("audit log %s opened at seq %d hash %s", self.path, self._head.seq,
                  self._head.hash)
+
+    def _recover(self, torn: TornTail, now: datetime) -> None:
+        """Move the torn tail aside, cut the log back to its complete lines, and record it."""
+        kept = torn_tail_path(self.path, torn, now)
+        try:
+            _keep(kept, torn.data)
+            _fsync_folder(self.path.parent)
+            os.ftruncate(self._fd, torn.offset)
+            os.fsync(self._fd)
+        except OSError as error:
+            raise AuditWriteError(f"cannot move the torn last line of audit log {self.path} "
+                                  f"to {kept}: {error.strerror}") from error
+        digest = hashlib.sha256(torn.data).hexdigest()
+        log.warning("audit log %s ended in an incomplete line (%d bytes, a crash mid-write): "
+                    "moved to %s (sha256 %s); the chain goes on at seq %d", self.path,
+                    len(torn.data), kept, digest, self._head.seq + 1)
+        self.append(torn_tail_record(now=now, kept_file=kept.name, sha256=digest,
+                                     size=len(torn.data)))
 
     @property
     def head(self) -> ChainHead:

@@ -7,6 +7,9 @@ Rules of this module:
   (unverified claims of a rejected token are attacker-controlled);
 - an allow has reason and status `OK`; a deny has a stable reason (the error's) and its code
   name (gRPC's status names: the status the caller received);
+- a note is no decision but a fact about the log itself (`NOTE_REASONS`: denials refused while
+  it could not be written, a torn tail moved aside at start); it has status `""` and its
+  facts in `note`, a key only notes carry, so allow and deny lines keep their shape;
 - times are RFC 3339 in UTC (`2025-01-02T03:04:05.000006Z`), computed from an injected `now`;
 - `to_json()` is deterministic: sorted keys, compact separators, ASCII only.
 """
@@ -15,15 +18,19 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from kubegate.errors import KubegateError
 
-Decision = Literal["allow", "deny"]
+Decision = Literal["allow", "deny", "note"]
 
 ALLOW_REASON = "OK"
+UNRECORDED_DENIALS = "UNRECORDED_DENIALS"
+TORN_TAIL_RECOVERED = "TORN_TAIL_RECOVERED"
+NOTE_REASONS = frozenset({UNRECORDED_DENIALS, TORN_TAIL_RECOVERED})
 REDACTED = "[redacted]"
 MAX_FIELD_CHARS = 1024
 
@@ -140,12 +147,17 @@ class AuditRecord:
     expires_at: str = ""
     peer: str = ""
     detail: str = ""
+    note: Mapping[str, str | int] | None = None
 
     def __post_init__(self) -> None:
         if not self.time:
             raise ValueError("an audit record needs a time")
-        if self.decision not in ("allow", "deny"):
-            raise ValueError(f"decision must be 'allow' or 'deny', not {self.decision!r}")
+        if self.decision not in ("allow", "deny", "note"):
+            raise ValueError(f"decision must be 'allow', 'deny' or 'note', not {self.decision!r}")
+        if (self.decision == "note") != (self.note is not None):
+            raise ValueError("a note, and only a note, has facts in 'note'")
+        if self.decision == "note" and (self.reason not in NOTE_REASONS or self.status):
+            raise ValueError(f"a note has a reason of {sorted(NOTE_REASONS)} and no status")
         is_ok = (self.reason == ALLOW_REASON, self.status == "OK")
         if self.decision == "allow" and is_ok != (True, True):
             raise ValueError("an allow has reason OK and status OK")
@@ -155,6 +167,12 @@ class AuditRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """The record as plain JSON values (nested objects for caller and grant)."""
+        fields = self._decision_fields()
+        if self.note is not None:
+            fields["note"] = dict(self.note)
+        return fields
+
+    def _decision_fields(self) -> dict[str, Any]:
         return {
             "time": self.time,
             "decision": self.decision,
@@ -218,3 +236,40 @@ def deny_record(
         caller=caller or Caller(), issuer=issuer, role=role, mapping=mapping, grant=grant,
         peer=peer, detail=error.detail,
     )
+
+
+def unrecorded_denials_record(*, now: datetime, count: int, since: datetime,
+                              until: datetime) -> AuditRecord:
+    """The note written once the log takes lines again: how many denials it missed, and the
+    time it could not be written (from the first failed line to the last)."""
+    return AuditRecord(
+        time=format_time(now), decision="note", reason=UNRECORDED_DENIALS, status="",
+        detail=f"{count} denials refused while the audit log could not be written",
+        note={"count": count, "since": format_time(since), "until": format_time(until)},
+    )
+
+
+def torn_tail_record(*, now: datetime, kept_file: str, sha256: str, size: int) -> AuditRecord:
+    """The note written at start after an incomplete last line (a crash mid-write) was moved
+    aside to `kept_file` (a name beside the log) instead of being extended."""
+    return AuditRecord(
+        time=format_time(now), decision="note", reason=TORN_TAIL_RECOVERED, status="",
+        detail=f"an incomplete last line of {size} bytes was moved to {kept_file}",
+        note={"file": kept_file, "sha256": sha256, "bytes": size},
+    )
+
+
+def explain_note(value: Mapping[str, Any]) -> str:
+    """What a note line (as parsed from the log) records, in one sentence for an auditor."""
+    reason, facts = value.get("reason"), value.get("note")
+    if not isinstance(facts, Mapping):
+        return f"note {reason}: {value.get('detail', '')}"
+    if reason == UNRECORDED_DENIALS:
+        return (f"note {reason}: the log could not be written from {facts.get('since')} to "
+                f"{facts.get('until')}; {facts.get('count')} denials were refused unrecorded "
+                "then (every exchange was refused: nothing was issued unrecorded)")
+    if reason == TORN_TAIL_RECOVERED:
+        return (f"note {reason}: at start the log ended in an incomplete line (a crash "
+                f"mid-write) of {facts.get('bytes')} bytes, moved to {facts.get('file')} "
+                f"beside the log (sha256 {facts.get('sha256')}); the chain goes on after it")
+    return f"note {reason}: {value.get('detail', '')}"

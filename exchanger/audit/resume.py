@@ -4,9 +4,11 @@ Rules of this module:
 - only the tail is read on a good start: the last line, and the line before it, so a line is
   checked on its own (complete, JSON, canonical, its hash) and as the successor of the one
   before it (`seq` one more, `prev` its hash). A whole-file check is `kubegate audit verify`;
-- a corrupt tail is never repaired here, not even a torn last line that a crash left: the
-  refusal (`AuditLogCorruptError`) names the file, the line, what is wrong and how to recover,
-  and suggests cutting a torn line off only to the operator, with the exact byte size;
+- an incomplete last line (no newline: what a crash or a power loss mid-write leaves) is no
+  tampering: it is reported as a `TornTail` (its offset and bytes) after the complete lines
+  before it verified as above, and the log moves it aside (see `log`). Reading changes nothing;
+- a complete line that does not verify is tampering and is never repaired: the refusal
+  (`AuditLogCorruptError`) names the file, the line, what is wrong and how to recover;
 - the line number is counted only when refusing, so a good start reads a few KiB.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
 from exchanger.audit.chain import ChainError, ChainHead, link_line, read_line
@@ -41,10 +44,25 @@ def _lines(data: bytes) -> list[bytes]:
     return [part + b"\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
 
 
-def _tail(fd: int) -> tuple[list[bytes], int]:
-    """The file's last two lines (fewer if it has fewer; a torn line counts), and the offset
-    where the first of them starts."""
-    size = os.fstat(fd).st_size
+@dataclass(frozen=True, kw_only=True)
+class TornTail:
+    """An incomplete last line: it starts at byte `offset` and is `data` (no newline)."""
+
+    offset: int
+    data: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class Resumed:
+    """Where the complete lines leave the chain, and the torn line after them, if any."""
+
+    head: ChainHead
+    torn: TornTail | None = None
+
+
+def _tail(fd: int, size: int) -> tuple[list[bytes], int]:
+    """The last two lines of the file's first `size` bytes (fewer if it has fewer; a torn line
+    counts), and the offset where the first of them starts."""
     chunk = _TAIL_CHUNK
     while True:
         start = max(0, size - chunk)
@@ -67,10 +85,21 @@ def _count_lines(fd: int, end: int) -> int:
     return count
 
 
-def resume_head(fd: int, path: Path) -> ChainHead:
-    """The head of the chain in the open file `fd`; AuditLogCorruptError if its tail does not
-    verify. OSError propagates (the caller translates it)."""
-    lines, offset = _tail(fd)
+def resume_head(fd: int, path: Path) -> Resumed:
+    """The head of the chain in the open file `fd`, and its torn last line if it has one;
+    AuditLogCorruptError if a complete line of its tail does not verify. OSError propagates
+    (the caller translates it)."""
+    size = os.fstat(fd).st_size
+    lines, offset = _tail(fd, size)
+    if lines and not lines[-1].endswith(b"\n"):
+        torn = TornTail(offset=size - len(lines[-1]), data=lines[-1])
+        return Resumed(head=_complete_head(fd, path, torn.offset), torn=torn)
+    return Resumed(head=_complete_head(fd, path, size))
+
+
+def _complete_head(fd: int, path: Path, size: int) -> ChainHead:
+    """The head after the file's first `size` bytes, which end in a newline."""
+    lines, offset = _tail(fd, size)
     if not lines:
         return ChainHead()
     *before, last = lines
@@ -79,34 +108,24 @@ def resume_head(fd: int, path: Path) -> ChainHead:
         try:
             _, previous, _ = read_line(before[0])
         except ChainError as error:
-            raise _refusal(fd, path, offset, f"(the line before last) does not verify: {error}",
-                           torn=False) from None
+            raise _refusal(fd, path, offset,
+                           f"(the line before last) does not verify: {error}") from None
     last_offset = offset + sum(len(line) for line in before)
-    if not last.endswith(b"\n"):
-        raise _refusal(fd, path, last_offset, "(the last line) is incomplete: the file ends in "
-                       "the middle of it, as a crash during a write leaves it", torn=True)
     try:
         return link_line(last, previous)
     except ChainError as error:
-        raise _refusal(fd, path, last_offset, f"(the last line) does not verify: {error}",
-                       torn=False) from None
+        raise _refusal(fd, path, last_offset,
+                       f"(the last line) does not verify: {error}") from None
 
 
-def _refusal(fd: int, path: Path, offset: int, problem: str, *,
-             torn: bool) -> AuditLogCorruptError:
-    """The error for the line that starts at byte `offset`."""
+def _refusal(fd: int, path: Path, offset: int, problem: str) -> AuditLogCorruptError:
+    """The error for the line that starts at byte `offset`: a complete line that does not
+    verify (tampering, or a disk that lost data), never a torn one."""
     number = _count_lines(fd, offset) + 1
     quoted = shlex.quote(str(path))
-    if torn:
-        recover = (f"To recover: check the lines before it with `kubegate audit verify "
-                   f"{quoted}`; then keep a copy of the file and either cut the torn line off "
-                   f"(`truncate -s {offset} {quoted}` keeps lines 1 to {number - 1}, and the "
-                   "chain goes on from there) or move the file aside (a new file starts a new "
-                   "chain).")
-    else:
-        recover = (f"To recover: find where the chain breaks with `kubegate audit verify "
-                   f"{quoted}`, keep the file as evidence and move it aside; kubegate then "
-                   "starts a new chain in a new file.")
+    recover = (f"To recover: find where the chain breaks with `kubegate audit verify "
+               f"{quoted}`, keep the file as evidence and move it aside; kubegate then "
+               "starts a new chain in a new file.")
     return AuditLogCorruptError(
         f"audit log {path}: line {number} {problem}. kubegate will not extend a chain it "
         f"cannot verify. {recover}", path=path, line=number)

@@ -1,7 +1,11 @@
 """`kubegate audit verify FILE...` and `kubegate audit key`: check audit logs, against their
 published checkpoints too, and print the key that verifies those checkpoints.
 
-`verify` prints `FILE: ok, N lines` or `FILE: line K: problem` for each file. Exit status: 0
+`verify` prints `FILE: ok, N lines` or `FILE: line K: problem` for each file, and after it
+what each note line (a fact about the log, not a decision) records: an outage with its count
+of denials refused unrecorded, or a torn last line moved aside at start, whose kept file is
+checked beside the log (missing is said; bytes that no longer match the recorded sha256 fail
+like a broken chain). Exit status: 0
 when every file verifies, 1 when one does not, 2 when one cannot be read or the command was
 called wrongly (checked files are still reported). A valid file proves no line was edited,
 moved, inserted or deleted before its end. It cannot prove that trailing lines were not
@@ -17,10 +21,15 @@ config file or a key file; `--create` makes the key file (0600) when it does not
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from exchanger.audit.chain import ChainReport, verify_chain
+from exchanger.audit.record import TORN_TAIL_RECOVERED, explain_note
 from kubegate.errors import KubegateError, UsageError
 
 EXIT_OK, EXIT_TAMPERED, EXIT_UNREADABLE = 0, 1, 2
@@ -59,9 +68,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     key.set_defaults(audit_handler=_run_key)
 
 
-def _verify_file(path: str) -> ChainReport:
-    with open(path, "rb") as lines:
-        return verify_chain(lines)
+_NOTE_MARK = b'"decision":"note"'
+
+
+def _verify_file(path: str) -> tuple[ChainReport, list[tuple[int, dict[str, Any]]]]:
+    """The file's report, and its note lines (number, object) among those that verified."""
+    notes: list[tuple[int, bytes]] = []
+
+    def lines() -> Iterator[bytes]:
+        with open(path, "rb") as file:
+            for number, line in enumerate(file, start=1):
+                if _NOTE_MARK in line:
+                    notes.append((number, line))
+                yield line
+
+    report = verify_chain(lines())
+    return report, [(number, json.loads(line)) for number, line in notes
+                    if number <= report.lines_checked]
+
+
+def _kept_file(log: Path, note: dict[str, Any]) -> tuple[str, bool]:
+    """How the torn tail a note names stands beside `log`, and whether it is intact."""
+    facts = note.get("note") or {}
+    kept = log.with_name(Path(str(facts.get("file", ""))).name)
+    try:
+        digest = hashlib.sha256(kept.read_bytes()).hexdigest()
+    except OSError as error:
+        return f"{kept}: not here ({error.strerror}): it may have been moved", True
+    if digest != facts.get("sha256"):
+        return f"{kept}: its sha256 is {digest}, not the one recorded", False
+    return f"{kept}: present, sha256 matches", True
+
+
+def _explain(path: str, notes: list[tuple[int, dict[str, Any]]]) -> bool:
+    """Print what each note records; False when a kept torn tail no longer matches."""
+    intact = True
+    for number, note in notes:
+        print(f"  line {number}: {explain_note(note)}")
+        if note.get("reason") == TORN_TAIL_RECOVERED:
+            text, ok = _kept_file(Path(path), note)
+            print(f"    {text}")
+            intact = intact and ok
+    return intact
 
 
 def _describe(path: str, report: ChainReport) -> str:
@@ -74,12 +122,13 @@ def _describe(path: str, report: ChainReport) -> str:
 def _check(path: str) -> int:
     """Report on one file; its exit status."""
     try:
-        report = _verify_file(path)
+        report, notes = _verify_file(path)
     except OSError as error:
         print(f"kubegate audit verify: {path}: cannot read: {error.strerror}", file=sys.stderr)
         return EXIT_UNREADABLE
     print(_describe(path, report))
-    return EXIT_OK if report.ok else EXIT_TAMPERED
+    intact = _explain(path, notes)
+    return EXIT_OK if report.ok and intact else EXIT_TAMPERED
 
 
 def _run_verify(args: argparse.Namespace) -> int:

@@ -1,6 +1,8 @@
 """`kubegate status [--config FILE] [--output text|json]`: what an exchanger with this config
-sees from where the command runs: each issuer's keys, each cluster's API server, and how many
-trust mappings its sources would load or reject.
+sees from where the command runs: each issuer's keys, each cluster's API server, how many
+trust mappings its sources would load or reject (and whether the resources could be listed),
+and whether its audit log would let it start (see `exchanger.audit.resume`): a torn last
+line is fine (a start moves it aside), a complete line that does not verify is not.
 
     kubegate status --config /etc/kubegate/config.yaml
     kubectl -n kubegate exec deploy/kubegate-exchanger -- \
@@ -9,18 +11,21 @@ trust mappings its sources would load or reject.
 Rules of this module:
 - it checks through the exchanger's own code paths (the same key fetcher and Kubernetes
   clients, the same mapping loader and judge), so what it says is what a replica would meet;
-- read-only: keys are fetched, `/version` is read, a SelfSubjectReview is asked and
-  TrustMappings are listed; no status is written, nothing is issued;
+- read-only: keys are fetched, `/version` is read, a SelfSubjectReview is asked,
+  TrustMappings are listed and the audit log's tail is read; no status is written, nothing
+  is issued, the audit log is not opened for writing;
 - nothing it prints holds a credential: errors are the exchanger's own details (URLs,
   statuses, files, fields);
-- exit 0 when every issuer has keys, every cluster kubegate holds credentials for answers and
-  no mapping is rejected; 1 otherwise; 2 for a config it cannot read.
+- exit 0 when every issuer has keys, every cluster kubegate holds credentials for answers,
+  no mapping is rejected, the resources could be listed and the audit log would resume; 1
+  otherwise; 2 for a config it cannot read.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from exchanger.audit.resume import AuditLogCorruptError, resume_head
 from exchanger.config import ClusterConfig, Config, load_config
 from exchanger.kube.client import KubernetesClient
 from exchanger.mappings.load import duplicate_names, mapping_files, read_documents
@@ -76,6 +82,19 @@ class MappingStatus:
     loaded: int  # in effect once the exchanger (re)loads this source
     rejected: int  # documents or resources refused
     problems: list[str] = field(default_factory=list)
+    state: str = "read"  # read (files) | listed | cannot-list (resources)
+
+
+AUDIT_OK, AUDIT_NEW, AUDIT_TORN = "ok", "new", "torn"
+AUDIT_CORRUPT, AUDIT_UNWRITABLE = "corrupt", "unwritable"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditStatus:
+    file: str
+    state: str  # ok | new | torn (moved aside at start) | corrupt | unwritable
+    seq: int  # the last complete line's
+    detail: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,12 +103,15 @@ class StatusReport:
     issuers: list[IssuerStatus]
     clusters: list[ClusterStatus]
     mappings: list[MappingStatus]
+    audit: AuditStatus | None = None
 
     @property
     def healthy(self) -> bool:
         return (all(i.state == STATE_OK for i in self.issuers)
                 and all(c.reachable is not False for c in self.clusters)
-                and not any(m.rejected for m in self.mappings))
+                and not any(m.rejected or m.state == "cannot-list" for m in self.mappings)
+                and (self.audit is None
+                     or self.audit.state not in (AUDIT_CORRUPT, AUDIT_UNWRITABLE)))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,7 +135,8 @@ def gather(config: Config) -> StatusReport:
             clusters = pool.map(lambda cluster: cluster_status(cluster, clients.get(cluster.name)),
                                 config.clusters)
             return StatusReport(config=config.source, issuers=list(issuers),
-                                clusters=list(clusters), mappings=mapping_statuses(config))
+                                clusters=list(clusters), mappings=mapping_statuses(config),
+                                audit=audit_status(Path(config.audit_log)))
     finally:
         for client in clients.values():
             client.close()
@@ -212,10 +235,43 @@ def resources_status(config: Config, file_sources: dict[str, str]) -> MappingSta
     try:
         accepted, problems = list_cluster_mappings(config, file_sources)
     except KubegateError as error:
-        return MappingStatus(source=source, loaded=0, rejected=0,
+        return MappingStatus(source=source, loaded=0, rejected=0, state="cannot-list",
                              problems=[f"cannot list: {error.detail or error.reason}"])
     return MappingStatus(source=source, loaded=len(accepted), rejected=len(problems),
-                         problems=problems)
+                         problems=problems, state="listed")
+
+
+# -- the audit log ----------------------------------------------------------------------------
+
+
+def audit_status(path: Path) -> AuditStatus:
+    """Whether an exchanger could resume `path`, read as a start reads it (never written)."""
+    if not path.exists():
+        writable = os.access(path.parent if path.parent.exists() else Path("."), os.W_OK)
+        return AuditStatus(file=str(path), state=AUDIT_NEW if writable else AUDIT_UNWRITABLE,
+                           seq=0, detail="" if writable else "its folder is not writable")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as error:
+        return AuditStatus(file=str(path), state=AUDIT_UNWRITABLE, seq=0,
+                           detail=f"cannot open: {error.strerror}")
+    try:
+        resumed = resume_head(fd, path)
+    except AuditLogCorruptError as error:
+        return AuditStatus(file=str(path), state=AUDIT_CORRUPT, seq=0, detail=str(error))
+    except OSError as error:
+        return AuditStatus(file=str(path), state=AUDIT_UNWRITABLE, seq=0,
+                           detail=f"cannot read: {error.strerror}")
+    finally:
+        os.close(fd)
+    if not os.access(path, os.W_OK):
+        return AuditStatus(file=str(path), state=AUDIT_UNWRITABLE, seq=resumed.head.seq,
+                           detail="not writable")
+    if resumed.torn is not None:
+        return AuditStatus(file=str(path), state=AUDIT_TORN, seq=resumed.head.seq,
+                           detail=f"an incomplete last line of {len(resumed.torn.data)} bytes "
+                           "(a crash mid-write): a start moves it aside and records that")
+    return AuditStatus(file=str(path), state=AUDIT_OK, seq=resumed.head.seq)
 
 
 def _names(config: Config) -> tuple[frozenset[str], frozenset[str]]:
@@ -232,14 +288,17 @@ def render(report: StatusReport) -> str:
                 i.error or "-"] for i in report.issuers]
     clusters = [[c.name, _reachability(c.reachable), c.server, c.version or "-",
                  c.user or c.error or "-"] for c in report.clusters]
-    mappings = [[m.source, str(m.loaded), str(m.rejected)] for m in report.mappings]
+    mappings = [[m.source, m.state, str(m.loaded), str(m.rejected)] for m in report.mappings]
     problems = [f"  {problem}" for m in report.mappings for problem in m.problems]
+    audit = ([[report.audit.file, report.audit.state, str(report.audit.seq),
+               report.audit.detail or "-"]] if report.audit else [])
     return "\n".join([
         f"config: {report.config}", "",
         *_table(["ISSUER", "KEYS", "SOURCE", "COUNT", "LAST SUCCESS", "ERROR"], issuers), "",
         *_table(["CLUSTER", "API SERVER", "SERVER", "VERSION", "AUTHENTICATED AS / ERROR"],
                 clusters), "",
-        *_table(["MAPPINGS", "LOADED", "REJECTED"], mappings), *problems,
+        *_table(["MAPPINGS", "STATE", "LOADED", "REJECTED"], mappings), *problems, "",
+        *_table(["AUDIT LOG", "STATE", "SEQ", "DETAIL"], audit),
     ])
 
 

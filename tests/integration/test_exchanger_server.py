@@ -22,8 +22,10 @@ from exchanger.identity import Identity
 from exchanger.mappings import MappingSet
 from exchanger.service import ExchangeServicer
 from exchanger.v1 import exchange_pb2, exchange_pb2_grpc
+from kubegate.cli import main
 from kubegate.client.rpc import channel_for
 from kubegate.errors import ExchangeError
+from tests.support.auditlogs import LINES, torn, write_log
 from tests.support.fixtures_exchanger import StartExchanger, TestExchanger, self_issued_entry
 from tests.support.oidc import GitHubActionsIssuer
 from tests.support.wait import poll
@@ -179,3 +181,31 @@ def test_unexpected_error_reaches_the_client_as_internal_with_a_log_id_never_unk
 class _NullAudit:
     def append(self, record: object) -> None:
         pass
+
+
+def test_a_torn_audit_tail_is_recovered_at_start_kept_and_explained_by_verify(
+    start_test_exchanger: StartExchanger, github_issuer: GitHubActionsIssuer, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A power loss mid-write leaves an incomplete last line: the exchanger starts anyway
+    (no crash loop), keeps the bytes beside the log and records that in the chain."""
+    log = write_log(tmp_path / "audit.log")
+    torn(log)
+    exchanger = start_test_exchanger(
+        issuers=[{"name": "github", "url": github_issuer.url, "audiences": ["kubegate"],
+                  "caFile": str(github_issuer.ca_path)}],
+        clusters=[{"name": "local", "server": "https://127.0.0.1:6443",
+                   "backend": "selfIssued"}],
+        mappings=MAPPING.format(name="web", repository_id="100"),
+        self_issued=self_issued_entry(), auditLog=str(log))
+    with exchanger.client() as client:
+        client.exchange(github_issuer.mint(audience="kubegate", repository_id="100"))
+    [kept] = tmp_path.glob("audit.log.torn-*")
+    assert [line["decision"] for line in exchanger.decisions()][LINES:] == ["note", "allow"]
+    assert main(["audit", "verify", str(log)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{log}: ok, {LINES + 2} lines"
+    assert out[1].startswith(f"  line {LINES + 1}: note TORN_TAIL_RECOVERED: at start the log "
+                             "ended in an incomplete line (a crash mid-write) of 30 bytes, "
+                             f"moved to {kept.name}")
+    assert out[2] == f"    {kept}: present, sha256 matches"

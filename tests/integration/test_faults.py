@@ -8,7 +8,9 @@
   granted service account that does not exist: FAILED_PRECONDITION or UNAVAILABLE with a reason,
   and no session Secret left behind on the real cluster;
 - the audit log on a full disk, from the start or filling up mid-run, or not writable at all:
-  exchanges are refused (UNAVAILABLE AUDIT_UNAVAILABLE) and nothing is issued;
+  exchanges are refused (UNAVAILABLE AUDIT_UNAVAILABLE) and nothing is issued; meanwhile the
+  exchange service reports NOT_SERVING and counts the denials it could not record, and once
+  the log takes lines again one note records them and it reports SERVING;
 - many concurrent callers, an oversized message, and one identity flooding: the flood gets
   RESOURCE_EXHAUSTED RATE_LIMITED while another identity is served promptly;
 - a restart in the middle of a load: no audit line lost, the chain intact, no session twice.
@@ -26,10 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from exchanger.audit.log import AuditWriteError
-from exchanger.server import start_exchanger
+from exchanger.server import AUDIT_PROBE_SECONDS, SERVICE_NAME, start_exchanger
 from kubegate.cli import main as kubegate
+from kubegate.client.rpc import channel_for
 from kubegate.credential import Credential
 from kubegate.errors import ExchangeError
 from tests.support.controlplane import ControlPlane, free_port
@@ -363,9 +367,63 @@ def test_audit_log_filling_up_mid_run_refuses_until_space_returns_and_the_chain_
         os.close(kept)
     assert isinstance(attempt(exchanger, github_issuer.mint(audience=AUDIENCE)), Credential)
 
-    assert [line["decision"] for line in exchanger.decisions()] == ["allow", "allow"]
+    assert [line["decision"] for line in exchanger.decisions()] == ["allow", "note", "allow"]
+    assert exchanger.decisions()[1]["note"]["count"] == 2  # the two refusals' denials
     assert kubegate(["audit", "verify", str(path)]) == 0
-    assert capsys.readouterr().out.strip().endswith(": ok, 2 lines")
+    assert capsys.readouterr().out.splitlines()[0].endswith(": ok, 3 lines")
+
+
+def exchange_health(exchanger: TestExchanger) -> int:
+    with channel_for(exchanger.target, ca_file=exchanger.running.ca_file) as channel:
+        return int(health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=5).status)
+
+
+def unrecorded_denials(exchanger: TestExchanger) -> float:
+    value = exchanger.running.metrics.registry.get_sample_value(
+        "kubegate_audit_unrecorded_denials_total")
+    return value or 0.0
+
+
+def test_readiness_follows_the_audit_log_and_one_note_records_the_denials_it_missed(
+    github_issuer: GitHubActionsIssuer, start_test_exchanger: StartExchanger,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    serving, not_serving = (health_pb2.HealthCheckResponse.SERVING,
+                            health_pb2.HealthCheckResponse.NOT_SERVING)
+    exchanger = start_self_issued(start_test_exchanger, github_issuer)
+    path = exchanger.config.audit_log
+    assert exchange_health(exchanger) == serving
+    assert isinstance(attempt(exchanger, github_issuer.mint(audience=AUDIENCE)), Credential)
+    [descriptor] = open_descriptors_of(path)
+    kept = os.dup(descriptor)
+    full = os.open("/dev/full", os.O_WRONLY)
+    try:
+        os.dup2(full, descriptor)  # the disk behind the open log is full from now on
+        assert refusal(attempt(exchanger, github_issuer.mint(audience=AUDIENCE))) == (
+            "UNAVAILABLE", "AUDIT_UNAVAILABLE")  # an allow unrecorded is no allow: a denial
+        assert refusal(attempt(exchanger, "not-a-token"))[0] == "UNAUTHENTICATED"
+        assert exchange_health(exchanger) == not_serving
+        assert unrecorded_denials(exchanger) == 2
+        time.sleep(AUDIT_PROBE_SECONDS * 1.5)  # the probe tried, and wrote nothing
+        assert exchange_health(exchanger) == not_serving
+        assert exchanger.running.metrics.registry.get_sample_value(
+            "kubegate_audit_writable") == 0
+    finally:
+        os.dup2(kept, descriptor)  # space is back
+        os.close(full)
+        os.close(kept)
+    # nobody calls a replica that is not ready: the probe finds out on its own
+    assert poll(lambda: exchange_health(exchanger) == serving, AUDIT_PROBE_SECONDS * 3, 0.1)
+    lines = exchanger.audit_lines()
+    assert [line["decision"] for line in lines] == ["allow", "note"]
+    assert (lines[1]["reason"], lines[1]["note"]["count"]) == ("UNRECORDED_DENIALS", 2)
+    assert exchanger.running.metrics.registry.get_sample_value("kubegate_audit_writable") == 1
+    assert kubegate(["audit", "verify", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith(": ok, 2 lines")
+    assert out[1].startswith("  line 2: note UNRECORDED_DENIALS: the log could not be written")
+    assert "2 denials were refused unrecorded" in out[1]
 
 
 def test_unwritable_audit_log_keeps_the_exchanger_from_starting(

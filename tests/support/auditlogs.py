@@ -1,5 +1,6 @@
-"""Audit log files for tests: a small valid log, and each way its tail goes bad (a crash
-mid-write, a line that is not JSON, an edited line, a renumbered line)."""
+"""Audit log files for tests: a small valid log, a crash mid-write (`torn`), and each way a
+complete line of its tail goes bad (a line that is not JSON, an edited line, a renumbered
+line): `CASES`, which an exchanger refuses to extend."""
 
 from __future__ import annotations
 
@@ -92,8 +93,8 @@ def edited_line_before_last(path: Path) -> int:
 
 
 Corruption = Callable[[Path], int]
+# each corruption, the line it breaks and what the refusal says about it
 CASES: dict[str, tuple[Corruption, int, str]] = {
-    "a torn last line": (torn, LINES + 1, "(the last line) is incomplete"),
     "a last line that is not JSON": (not_json, LINES, "(the last line) does not verify: "
                                      "not valid JSON"),
     "an edited last line": (edited, LINES, "hash does not match the line's content"),
@@ -101,6 +102,17 @@ CASES: dict[str, tuple[Corruption, int, str]] = {
     "an edited line before the last": (edited_line_before_last, LINES - 1,
                                        "(the line before last) does not verify: hash"),
 }
+
+
+def torn_after(corrupt: Corruption) -> Corruption:
+    """`corrupt`, then a crash in the middle of the next line: a torn tail after a bad line."""
+    def both(path: Path) -> int:
+        corrupt(path)
+        size = path.stat().st_size
+        with path.open("ab") as file:
+            file.write(b'{"caller":{"iss":"","jti":"","s')
+        return size
+    return both
 
 
 def rewrite_from(path: Path, line: int) -> None:

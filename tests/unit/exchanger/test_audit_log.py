@@ -94,20 +94,13 @@ def test_reopening_a_file_with_a_long_last_line_resumes(tmp_path: Path) -> None:
     assert verify_file(path) == (True, 21)
 
 
-@pytest.mark.parametrize(
-    ("tail", "problem"),
-    [
-        (b'{"decision":"allow","seq":3', "incomplete"),
-        (b"garbage\n", "does not verify"),
-    ],
-)
-def test_a_corrupt_tail_refuses_to_start(tmp_path: Path, tail: bytes, problem: str) -> None:
+def test_a_corrupt_tail_refuses_to_start(tmp_path: Path) -> None:
     path = tmp_path / "audit.log"
     with AuditLog(path, fsync=False) as audit:
         audit.append(a_denial(1))
     with path.open("ab") as file:
-        file.write(tail)
-    with pytest.raises(AuditLogCorruptError, match=problem) as raised:
+        file.write(b"garbage\n")
+    with pytest.raises(AuditLogCorruptError, match="does not verify") as raised:
         AuditLog(path, fsync=False)
     assert str(path) in raised.value.detail
 

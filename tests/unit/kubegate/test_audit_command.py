@@ -13,7 +13,7 @@ import pytest
 
 from exchanger.audit.chain import canonical_json
 from exchanger.audit.log import AuditLog
-from exchanger.audit.record import deny_record
+from exchanger.audit.record import deny_record, unrecorded_denials_record
 from kubegate.cli import main
 from kubegate.errors import PermissionDeniedError
 
@@ -98,3 +98,53 @@ def test_the_command_runs_as_a_module(tmp_path: Path, kind: str, exit_status: in
     assert result.returncode == exit_status, result.stderr
     assert "Traceback" not in result.stderr
     assert str(path) in (result.stdout if kind != "missing" else result.stderr)
+
+
+def recovered_log(folder: Path) -> tuple[Path, Path]:
+    """A log whose torn last line was moved aside at a restart, and the file it went to."""
+    path = write_log(folder / "audit.log", 2)
+    with path.open("ab") as file:
+        file.write(b'{"caller":{"iss":"')
+    AuditLog(path, fsync=False).close()
+    [kept] = folder.glob("audit.log.torn-*")
+    return path, kept
+
+
+def test_verify_explains_a_recovered_torn_tail_and_checks_the_kept_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    path, kept = recovered_log(tmp_path)
+    assert main(["audit", "verify", str(path)]) == 0
+    first, note, where = capsys.readouterr().out.splitlines()
+    assert first == f"{path}: ok, 3 lines"
+    assert note.startswith("  line 3: note TORN_TAIL_RECOVERED: at start the log ended in an "
+                           "incomplete line (a crash mid-write) of 18 bytes, moved to "
+                           f"{kept.name} beside the log")
+    assert where == f"    {kept}: present, sha256 matches"
+
+
+def test_a_kept_torn_tail_that_was_changed_fails_and_a_moved_one_is_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    path, kept = recovered_log(tmp_path)
+    kept.write_bytes(b"something else")
+    assert main(["audit", "verify", str(path)]) == 1
+    assert "its sha256 is" in capsys.readouterr().out
+    kept.unlink()
+    assert main(["audit", "verify", str(path)]) == 0
+    assert f"{kept}: not here (No such file or directory)" in capsys.readouterr().out
+
+
+def test_verify_explains_denials_refused_unrecorded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = write_log(tmp_path / "audit.log", 1)
+    since = datetime(2025, 1, 1, 10, tzinfo=UTC)
+    with AuditLog(path, fsync=False) as audit:
+        audit.append(unrecorded_denials_record(now=since.replace(minute=5), count=7,
+                                               since=since, until=since.replace(minute=4)))
+    assert main(["audit", "verify", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == (
+        "  line 2: note UNRECORDED_DENIALS: the log could not be written from "
+        "2025-01-01T10:00:00.000000Z to 2025-01-01T10:04:00.000000Z; 7 denials were refused "
+        "unrecorded then (every exchange was refused: nothing was issued unrecorded)")

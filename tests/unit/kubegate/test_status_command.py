@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from kubegate.cli import main
+from tests.support.auditlogs import LINES, edited, torn, write_log
 
 STATIC_JWKS = {"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256",
                          "x": "MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4",
@@ -63,7 +64,7 @@ def test_all_well_exits_0_and_shows_every_part(tmp_path: Path,
     lines = [line.split() for line in out.splitlines()]
     assert ["fixed", "ok", "static", "1", "0s", "ago", "-"] in lines
     assert ["local", "not-checked", "https://127.0.0.1:6443", "-", "-"] in lines
-    assert ["files", str(tmp_path / "mappings"), "1", "0"] in lines
+    assert ["files", str(tmp_path / "mappings"), "read", "1", "0"] in lines
 
 
 def test_a_rejected_document_holds_back_the_whole_folder(
@@ -109,3 +110,26 @@ def test_a_cluster_key_source_must_be_a_cluster_kubegate_can_ask(
     code, _, err = status(capsys, "--config", str(config))
     assert code == 2
     assert "'local' is not a configured tokenRequest cluster" in err
+
+
+def test_the_audit_log_is_reported_as_a_start_would_find_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    log = tmp_path / "audit.log"
+    config = config_file(tmp_path, auditLog=str(log))
+    code, out, _ = status(capsys, "--config", str(config), "--output", "json")
+    assert code == 0 and json.loads(out)["audit"]["state"] == "new"
+    write_log(log)
+    torn(log)
+    before = log.read_bytes()
+    code, out, _ = status(capsys, "--config", str(config), "--output", "json")
+    audit = json.loads(out)["audit"]
+    assert code == 0 and (audit["state"], audit["seq"]) == ("torn", LINES)
+    assert "a start moves it aside" in audit["detail"]
+    assert log.read_bytes() == before, "status reads the log, never repairs it"
+    log.unlink()
+    edited(write_log(log))
+    code, out, _ = status(capsys, "--config", str(config))
+    assert code == 1
+    [row] = [line for line in out.splitlines() if line.startswith(str(log))]
+    assert row.split()[1] == "corrupt" and "does not verify" in row
