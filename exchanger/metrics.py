@@ -47,6 +47,10 @@ class ExchangerMetrics:
         self.mappings_loaded = Gauge(
             "kubegate_mappings_loaded", "Trust mappings in the active set.",
             registry=self.registry)
+        self.mapping_source_phase = Gauge(
+            "kubegate_mapping_source_phase",
+            "1 for the TrustMapping source's current phase (listing, watching, failing).",
+            ["phase"], registry=self.registry)
         self.issuer_keys_ready = Gauge(
             "kubegate_issuer_keys_ready", "1 while an issuer has keys to verify tokens with.",
             ["issuer"], registry=self.registry)
@@ -89,6 +93,10 @@ class ExchangerMetrics:
             "kubegate_session_reaper_last_success_timestamp_seconds", "When the session "
             "reaper last finished a run without error (0: never).", ["cluster"],
             registry=self.registry)
+
+    def on_mapping_source_state(self, phase: str) -> None:
+        for name in ("listing", "watching", "failing"):
+            self.mapping_source_phase.labels(phase=name).set(1 if name == phase else 0)
 
     def observe(self, *, result: str, reason: str, seconds: float) -> None:
         self.exchanges.labels(result=result, reason=reason).inc()

@@ -57,6 +57,7 @@ from exchanger.exchange import Exchanger
 from exchanger.kube.client import ClusterCredentials, KubernetesClient
 from exchanger.localtls import ensure_local_tls
 from exchanger.mapping_sources import build_mapping_sources
+from exchanger.mappings.cluster import ClusterMappings, SourceState
 from exchanger.mappings.store import ReloadResult
 from exchanger.metrics import ExchangerMetrics
 from exchanger.ratelimit import IdentityRateLimiter
@@ -76,6 +77,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"].full_name
 ISSUER_HEALTH_PREFIX = "kubegate.issuer/"
+MAPPINGS_HEALTH = "kubegate.mappings/cluster"  # SERVING while the TrustMapping watch is live
 MAX_RECEIVE_BYTES = 64 * 1024  # a subject token is a few KiB; nothing legitimate is larger
 WORKERS = 16
 AUDIT_PROBE_SECONDS = 2.0  # how often an unwritable audit log is tried again
@@ -240,6 +242,8 @@ def _start_parts(config: Config, clients: dict[str, KubernetesClient],
         metrics.mappings_loaded.set(result.mapping_count)
 
     sources = build_mapping_sources(config, on_reload)
+    if sources.cluster is not None:
+        _report_source_state(sources.cluster, run)
     store, watcher = sources.store, sources
     metrics.mappings_loaded.set(len(store.current))
     keys = _key_cache(config, clients, clock, run)
@@ -332,6 +336,22 @@ def _background_parts(config: Config, clients: dict[str, KubernetesClient], stor
         parts.append(SessionReaper(api=client, namespaces=namespaces, clock=clock,
                                    cluster=name, observer=metrics))
     return parts
+
+
+def _report_source_state(cluster: ClusterMappings, run: RunningExchanger) -> None:
+    """The TrustMapping source's phase as its own health name and a metric; a failing watch
+    does not take the replica out (it serves the last good set), but a probe can see it."""
+    serving, not_serving = (health_pb2.HealthCheckResponse.SERVING,
+                            health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    def on_state(state: SourceState) -> None:
+        run.metrics.on_mapping_source_state(state.phase)
+        run.health.set(MAPPINGS_HEALTH, serving if state.phase == "watching" else not_serving)
+        if state.phase == "failing":
+            log.warning("TrustMapping source failing: %s", state.last_error)
+
+    on_state(cluster.state())
+    cluster.on_state = on_state
 
 
 def _key_cache(config: Config, clients: dict[str, KubernetesClient],

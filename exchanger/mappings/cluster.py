@@ -124,6 +124,9 @@ class ClusterMappings:
         """Status writes sent (conflicts included): what the write path costs the server."""
         self._synced = threading.Event()
         self._on_synced: list[Callable[[], None]] = []
+        self._state = SourceState(phase="listing", listed=False)
+        self.on_state: Callable[[SourceState], None] | None = None
+        """Runs (in the informer thread) whenever the phase or the last error changes."""
         self._informer = BackgroundWorker("kubegate-trustmappings", self._run,
                                           on_stop=self._api.stop_watch)
         self._writer = BackgroundWorker("kubegate-trustmapping-status", self._write_loop,
@@ -360,6 +363,24 @@ class ClusterMappings:
         """Release the API client (after stop)."""
         self._api.close()
 
+    def state(self) -> SourceState:
+        """Where the informer stands: listing, watching, or failing (with the last error);
+        `listed` once a first list was judged (the last good set is served while failing)."""
+        return self._state
+
+    def _set_state(self, phase: str, error: str | None = None) -> None:
+        state = self._state
+        new = SourceState(
+            phase=phase, listed=self._synced.is_set(),
+            last_error=state.last_error if error is None else error,
+            last_error_at=state.last_error_at if error is None else self._clock())
+        if (new.phase, new.listed, new.last_error) == (state.phase, state.listed,
+                                                       state.last_error):
+            return
+        self._state = new
+        if self.on_state is not None:
+            self.on_state(new)
+
     def _run(self, stopping: threading.Event) -> None:
         failures = 0
         while not stopping.is_set():
@@ -369,21 +390,40 @@ class ClusterMappings:
             except WatchExpired:
                 log.info("TrustMappings in %s: watch expired; listing again",
                          self._api.namespace)
+                self._set_state("listing")
             except Exception as error:  # the watcher must outlive any failure
                 if stopping.is_set():
                     return
                 failures += 1
                 _log_failure(self._api.namespace, error)
+                self._set_state("failing", _error_text(error))
                 stopping.wait(min(self._retry * 2 ** (failures - 1), MAX_RETRY_SECONDS))
 
     def _list_and_watch(self, stopping: threading.Event) -> None:
         objects, version = self._api.list()
         self.replace(objects)
         del objects  # the cache holds slimmed copies; the list must not live on
+        self._set_state("watching")
         for kind, obj in self._api.watch(version):
             if stopping.is_set():
                 return
             self.apply(kind, obj)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceState:
+    """The TrustMapping source's health, for readiness, metrics and logs."""
+
+    phase: str  # "listing" | "watching" | "failing"
+    listed: bool  # a first list was judged: mappings are being served
+    last_error: str = ""
+    last_error_at: float | None = None
+
+
+def _error_text(error: Exception) -> str:
+    if isinstance(error, KubegateError):
+        return " ".join((error.detail or error.reason).split())[:200]
+    return type(error).__name__
 
 
 def _slim(obj: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import kubernetes.client as k8s
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from exchanger.server import SERVICE_NAME
+from exchanger.server import MAPPINGS_HEALTH, SERVICE_NAME
 from kubegate.errors import ExchangeError
 from tests.support.controlplane import ControlPlane, audit_events
 from tests.support.fixtures_exchanger import TestExchanger, self_issued_entry
@@ -102,10 +102,10 @@ class Scale:
         return attempt(self.exchanger, token)
 
 
-def serving(port: int) -> bool:
+def serving(port: int, service: str = SERVICE_NAME) -> bool:
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         answer = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=5)
+            health_pb2.HealthCheckRequest(service=service), timeout=5)
     return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
 
 
@@ -140,6 +140,8 @@ def scale(control_plane: ControlPlane, cluster: Cluster, github_issuer: GitHubAc
         mappingSources={"files": False, "cluster": {"name": "api", "namespace": namespace}})
     try:
         assert poll(lambda: serving(exchanger.running.health_port), 10, 0.05)
+        # the TrustMapping watch reports itself under its own health name
+        assert poll(lambda: serving(exchanger.running.health_port, MAPPINGS_HEALTH), 10, 0.05)
         yield Scale(exchanger=exchanger, github=github_issuer, namespace=namespace,
                     user=f"system:serviceaccount:{namespace}:exchanger",
                     seconds_to_serving=time.monotonic() - started)

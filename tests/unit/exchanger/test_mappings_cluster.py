@@ -17,7 +17,7 @@ import pytest
 
 from exchanger.mapping_sources import merge
 from exchanger.mappings import MappingStore, parse_documents
-from exchanger.mappings.cluster import ClusterMappings, WatchExpired
+from exchanger.mappings.cluster import ClusterMappings, SourceState, WatchExpired
 from exchanger.mappings.verdict import Verdict, accepted_condition, judge, status_change
 from exchanger.mappings.writequeue import WriteLimit
 from kubegate.errors import PreconditionError, UnavailableError
@@ -431,3 +431,22 @@ def test_a_burst_of_events_is_published_in_few_rebuilds_the_last_one_complete() 
         assert len(seen) < 50
     finally:
         mappings.stop(timeout=5)
+
+
+def test_the_source_reports_listing_failing_with_the_error_then_watching() -> None:
+    api = FakeApi([resource("web")])
+    api.list_failures = [UnavailableError("KUBERNETES_UNAVAILABLE", "list: 503 from the API")]
+    mappings = source(api)
+    seen: list[SourceState] = []
+    mappings.on_state = seen.append
+    assert mappings.state().phase == "listing" and not mappings.state().listed
+    mappings.start()
+    try:
+        assert poll(lambda: mappings.state().phase == "watching", 5, 0.01)
+    finally:
+        mappings.stop(timeout=5)
+    failing = [s for s in seen if s.phase == "failing"]
+    assert failing and failing[0].last_error == "list: 503 from the API"
+    assert not failing[0].listed and failing[0].last_error_at is not None
+    assert seen[-1].phase == "watching" and seen[-1].listed
+    assert seen[-1].last_error == "list: 503 from the API"  # the last error is kept
