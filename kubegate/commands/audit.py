@@ -30,9 +30,8 @@ from typing import Any
 
 from exchanger.audit.chain import ChainReport, verify_chain
 from exchanger.audit.record import TORN_TAIL_RECOVERED, explain_note
+from kubegate.commands.auditexits import EXIT_OK, EXIT_TAMPERED, EXIT_UNREADABLE
 from kubegate.errors import KubegateError, UsageError
-
-EXIT_OK, EXIT_TAMPERED, EXIT_UNREADABLE = 0, 1, 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -17,7 +17,7 @@ from exchanger.audit.note import NoteError, NoteSigner, NoteVerifier, parse_veri
 from exchanger.audit.published import Note, notes_in_config_map, notes_in_path, select
 from exchanger.audit.settings import DEFAULT_KEY_NAME
 from exchanger.audit.signing import load_key
-from kubegate.commands.audit import EXIT_OK, EXIT_TAMPERED, EXIT_UNREADABLE
+from kubegate.commands.auditexits import EXIT_OK, EXIT_TAMPERED, EXIT_UNREADABLE
 from kubegate.errors import ConfigError, KubegateError, UsageError
 
 
