@@ -109,6 +109,8 @@ def test_the_sidecar_is_not_ready_until_a_working_credential_is_back(
     revoke(cluster, pipeline, first)
 
     assert wait_refused(port, pipeline.web, sidecar)[-1] == 401
+    # the proxy reports the 401 once the answer is relayed: the keeper hears it a moment later
+    assert poll(lambda: sidecar.readyz()[0] == 503, 5), sidecar.log()
     status, readyz = sidecar.readyz()
     assert status == 503 and not readyz["ready"], readyz
     assert "refused the credential" in readyz["reason"]
