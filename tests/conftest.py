@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.support.fixtures_kube",
     "tests.support.fixtures_oidc",
     "tests.support.fixtures_exchanger",
+    "tests.support.dex",
     "tests.support.leakcheck",
 ]
 
