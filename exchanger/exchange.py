@@ -4,7 +4,10 @@ This is the exchanger's use case, free of gRPC: the servicer converts wire messa
 `ExchangeInput` and our errors to statuses. A verified identity over its rate limit is refused
 before matching (RESOURCE_EXHAUSTED). Every decision, allow or deny, is written to the
 audit sink; when the allow line cannot be written, the fresh credential is revoked and the
-exchange refused, so nothing is issued unrecorded.
+exchange refused, so nothing is issued unrecorded. A grant that takes its user or groups from
+claims is resolved right after matching, before the backend is called, so the audit line and
+the credential carry the same names; a claim the token cannot supply is a denial
+(GRANT_CLAIM_UNUSABLE, naming the claim but never its value), audited like any other.
 """
 
 from __future__ import annotations
@@ -115,8 +118,8 @@ def unverified_caller(token: str) -> Caller:
 def grant_record(grant: Grant, lifetime: int, audiences: tuple[str, ...]) -> GrantRecord:
     return GrantRecord(
         cluster=grant.cluster, namespace=grant.namespace,
-        service_account=grant.service_account or "", user=grant.user or "",
-        groups=grant.groups, audiences=audiences, lifetime_seconds=lifetime,
+        service_account=grant.service_account or "", user=grant.user_name or "",
+        groups=grant.group_names, audiences=audiences, lifetime_seconds=lifetime,
     )
 
 
@@ -158,7 +161,7 @@ class Exchanger:
         if self._limiter is not None:
             self._limiter.check(identity)
         state.mapping = mapping = self._mappings.match(identity, request.role or None)
-        grant = mapping.grant
+        grant = mapping.grant.resolve(identity.claims)  # GRANT_CLAIM_UNUSABLE: denied
         lifetime = granted_lifetime(request.requested_lifetime, grant)
         audiences = granted_audiences(request.audiences, grant)
         state.grant = grant_record(grant, lifetime, audiences)

@@ -5,7 +5,9 @@ whose url is kubegate's discovery URL); RBAC on the mapped user and groups decid
 Each token carries a fresh `jti`, which the apiserver records as the credential id.
 
 Invariants: the signing key never leaves this module except as its public JWK; the `kid`
-is the key's RFC 7638 thumbprint, so a rotated key never reuses an id.
+is the key's RFC 7638 thumbprint, so a rotated key never reuses an id; a grant whose user or
+groups come from claims is signed only once resolved (the exchange resolves it before the
+backend is called, so the token and the audit line carry the same names).
 """
 
 from __future__ import annotations
@@ -87,14 +89,15 @@ class SelfIssuedSigner:
 
     def issue(self, request: IssueRequest, cluster: ClusterInfo) -> IssuedCredential:
         grant = request.grant
-        if not grant.user:
+        user, groups = grant.user_name, grant.group_names  # ValueError unless resolved
+        if not user:
             raise ValueError("a self-issued grant names a user")
         now = int(self._clock())
         claims = {
             "iss": self.issuer_url,
-            "sub": grant.user,
+            "sub": user,
             "aud": list(request.audiences) or [self.audience],
-            "groups": list(grant.groups),
+            "groups": list(groups),
             "iat": now,
             "nbf": now,
             "exp": now + request.lifetime,
@@ -107,7 +110,7 @@ class SelfIssuedSigner:
         cluster = ClusterInfo(
             name=cluster.name, server=cluster.server,
             certificate_authority_data=cluster.certificate_authority_data,
-            namespace=grant.namespace, user=grant.user, groups=tuple(grant.groups),
+            namespace=grant.namespace, user=user, groups=groups,
         )
         return IssuedCredential(
             token=token, token_type=JWT_TOKEN_TYPE, token_id=request.session_id,

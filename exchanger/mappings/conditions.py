@@ -5,6 +5,10 @@ Rules of this module:
   the string "74" never equals the number 74, `true` never equals "true" nor 1, and 1 never
   equals 1.0 (Python's True == 1 and 1 == 1.0 are deliberately not used);
 - `glob` and `regex` accept string claims only; any other type, and a missing claim, fail;
+- `contains` accepts list claims only (such as an ID token's `groups`): it holds when one
+  element equals the expected scalar, with the same type-strict rule as `equals` (a list is a
+  JSON array: a Python list, or the tuple a verified identity holds it as); a string,
+  an object or a missing claim fails (a string is not searched for a substring);
 - a glob's `*` and `?` never match `/` or `:`, so a wildcard stays inside one segment of a
   subject such as `repo:ORG/REPO:ref:...`; `**` is refused; everything else is literal;
 - a regex must match the whole value (`re.fullmatch`), so prefix and suffix injection fail;
@@ -40,6 +44,7 @@ ValueKey = tuple[str, Scalar]
 """A hashable, type-strict key for a scalar: ("int", 1) and ("bool", True) differ."""
 
 _PLAIN_MAPPINGS: Final = (dict, MappingProxyType)  # what claims are; skips a slow ABC check
+_LISTS: Final = (list, tuple)  # a verified identity's claims hold lists as tuples (`freeze`)
 _SCALARS: Final = "a string, a finite number or a boolean (not null, a list or an object)"
 
 
@@ -50,6 +55,7 @@ class Operator(enum.StrEnum):
     GLOB = "glob"
     REGEX = "regex"
     ONE_OF = "oneOf"
+    CONTAINS = "contains"
 
 
 class Missing(enum.Enum):
@@ -107,7 +113,7 @@ def _keys_of(operator: Operator, expected: object) -> frozenset[ValueKey]:
         raise ValueError("oneOf needs a non-empty list of values")
     values = expected if isinstance(expected, tuple) else (expected,)
     keys = {value_key(value) for value in values}
-    if None in keys or (operator is Operator.EQUALS and isinstance(expected, tuple)):
+    if None in keys or (operator is not Operator.ONE_OF and isinstance(expected, tuple)):
         raise ValueError(f"{operator.value} needs {_SCALARS}")
     return frozenset(key for key in keys if key is not None)
 
@@ -115,7 +121,8 @@ def _keys_of(operator: Operator, expected: object) -> frozenset[ValueKey]:
 @dataclass(frozen=True, kw_only=True)
 class Condition:
     """`path` names a claim (one name, or a path into nested objects); `expected` is a scalar
-    for equals, a tuple of scalars for oneOf, and the pattern's source for glob and regex."""
+    for equals and contains, a tuple of scalars for oneOf, and the pattern's source for glob
+    and regex."""
 
     path: tuple[str, ...]
     operator: Operator
@@ -143,6 +150,9 @@ class Condition:
         """Whether a present claim value satisfies this condition."""
         if self.pattern is not None:
             return type(value) is str and self.pattern.fullmatch(value)
+        if self.operator is Operator.CONTAINS:
+            return isinstance(value, _LISTS) and any(value_key(item) in self.keys
+                                                     for item in value)
         return value_key(value) in self.keys
 
 
@@ -181,6 +191,9 @@ def describe_failure(condition: Condition, result: ConditionResult) -> str:
         return "claim missing"
     if condition.pattern is not None and seen_type != "string":
         return f"claim is {seen_type}, not string"
+    if condition.operator is Operator.CONTAINS:
+        return ("no element matched" if seen_type == "list"
+                else f"claim is {seen_type}, expected list")
     expected_types = sorted({kind for kind, _ in condition.keys})
     if condition.pattern is None and seen_type not in expected_types:
         return f"claim is {seen_type}, expected {' or '.join(expected_types)}"

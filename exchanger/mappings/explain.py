@@ -3,8 +3,9 @@ condition with pass or fail and the claim value it saw, and the decision the exc
 make. Pure: claims and mappings in, lines of text out; nothing is issued or contacted.
 
 Rules of this module:
-- the decision is `MappingSet.match` itself, so explain can never disagree with the
-  exchanger about which mapping wins, or why none does;
+- the decision is `MappingSet.match` itself, then `Grant.resolve` as the exchange does, so
+  explain can never disagree with the exchanger about which mapping wins, why none does, or
+  which user and groups a grant taken from claims names;
 - candidates are every mapping of the issuer (or only the named role), not just the ones
   the index would pick, so a near miss is visible;
 - claim values are shown (this runs on the operator's machine, with a token they hold),
@@ -21,6 +22,7 @@ from typing import Any, Final
 from exchanger.identity import Identity
 from exchanger.mappings.conditions import MISSING, ConditionResult, describe
 from exchanger.mappings.model import Grant, MappingSet, TrustMapping
+from exchanger.mappings.subjects import ClaimReference
 from kubegate.errors import KubegateError
 
 VALUE_LIMIT: Final = 80
@@ -44,6 +46,7 @@ class Explanation:
     candidates: tuple[MappingReport, ...]
     granted: TrustMapping | None
     denial: str | None  # "REASON: detail" when nothing would be granted
+    grant: Grant | None = None  # the granted mapping's grant, resolved from the claims
 
 
 def identity_for(issuer: str, claims: Mapping[str, Any]) -> Identity:
@@ -70,13 +73,16 @@ def explain(mappings: MappingSet, identity: Identity, role: str | None = None) -
     else:
         pool = list(mappings.for_issuer(identity.issuer))
     reports = tuple(_report(mapping, identity) for mapping in pool)
+    granted: TrustMapping | None = None
+    grant: Grant | None = None
     try:
-        granted: TrustMapping | None = mappings.match(identity, role or None)
+        granted = mappings.match(identity, role or None)
+        grant = granted.grant.resolve(identity.claims)
         denial = None
     except KubegateError as error:
         granted, denial = None, f"{error.reason}: {error.detail or error.public_message}"
     return Explanation(issuer=identity.issuer, role=role or None, candidates=reports,
-                       granted=granted, denial=denial)
+                       granted=granted, denial=denial, grant=grant)
 
 
 def _report(mapping: TrustMapping, identity: Identity) -> MappingReport:
@@ -98,12 +104,17 @@ def show_value(value: object) -> str:
 
 
 def describe_grant(grant: Grant) -> str:
+    groups = ", ".join(_entry(group) for group in grant.groups)
     who = (f"service account {grant.service_account}" if grant.service_account
-           else f"user {grant.user}" + (f" groups {', '.join(grant.groups)}" if grant.groups
-                                        else ""))
+           else f"user {_entry(grant.user)}" + (f" groups {groups}" if groups else ""))
     audiences = f", audiences {', '.join(grant.audiences)}" if grant.audiences else ""
     return (f"cluster {grant.cluster}, namespace {grant.namespace}, {who}{audiences}, "
             f"lifetime up to {_duration(grant.max_lifetime)}")
+
+
+def _entry(entry: str | ClaimReference | None) -> str:
+    """A constant name, or `{claim: email, prefix: "oidc:"}` for a name taken from a claim."""
+    return entry.describe() if isinstance(entry, ClaimReference) else str(entry)
 
 
 def _duration(seconds: int) -> str:
@@ -133,8 +144,9 @@ def render(explanation: Explanation) -> list[str]:
         lines.append(f"  grants: {describe_grant(mapping.grant)}")
     lines.append("")
     if explanation.granted is not None:
+        grant = explanation.grant or explanation.granted.grant
         lines.append(f"decision: would grant {explanation.granted.name}: "
-                     f"{describe_grant(explanation.granted.grant)} (nothing was issued)")
+                     f"{describe_grant(grant)} (nothing was issued)")
     else:
         lines.append(f"decision: denied: {explanation.denial}")
     return lines

@@ -5,7 +5,9 @@ How: each item that has an `equals` or `oneOf` condition is filed under one of t
 claim path -> type-strict value key -> items. Among an item's candidates, the path most items
 share is chosen, so the index has few paths and a lookup costs one dictionary get per path,
 whatever the number of items. Items without such a condition go to a fallback bucket that is
-always a candidate.
+always a candidate. `contains` conditions are never indexed: their claim is a list, which has
+no value key, so filing an item under one element could hide it from a token whose matching
+element is another; such an item is filed by another condition or goes to the fallback.
 
 Invariants:
 - every item is in exactly one place: one path's buckets (once per distinct value), or the

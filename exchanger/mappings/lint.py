@@ -13,8 +13,13 @@ notes, pitfalls 2 to 6):
 - GitHub mappings that admit `pull_request_target` (an `event_name` condition that accepts
   it), or say nothing about `event_name` at all;
 - reusable workflows trusted through the caller: `workflow_ref` without `job_workflow_ref`;
+- people mappings (ID tokens of an organisation's OIDC provider, `people.py`): `email`
+  matched without `email_verified equals true`, and a constant `user`;
 - issuers whose audience is a provider default (`https://github.com/OWNER`), another relying
   party's, the cluster API's, or shared with another issuer entry of the same URL.
+
+Type errors (a condition that can never match its claim's known type) are not lints but
+errors of `mappings validate`: `check_types`, with the table in `claimtypes.py`.
 
 Pure: mappings and issuer configs in, messages out. Patterns are read with Python's regex
 parser (their text only, never a claim value) and shown cut short (`grammar.shown`).
@@ -24,15 +29,23 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterable, Sequence
-from typing import Any, Final, Literal
+from typing import Any, Final
 from urllib.parse import urlsplit
 
+from exchanger.mappings.claimtypes import Provider, type_errors
 from exchanger.mappings.conditions import Condition, Operator, claim_label
 from exchanger.mappings.model import TrustMapping
+from exchanger.mappings.people import (
+    PEOPLE_CLAIMS,
+    PEOPLE_ISSUER_WORDS,
+    is_people_host,
+    lint_people,
+)
 from exchanger.verify.issuers import IssuerConfig, KubernetesCluster
 from kubegate.grammar import shown
 
-Provider = Literal["github", "gitlab", "kubernetes"]
+__all__ = ["Provider", "check_types", "lint_issuers", "lint_mapping", "provider_of",
+           "regex_crossings"]
 
 _sre: Any = importlib.import_module("re._parser")  # the stdlib's regex parser (no stubs)
 
@@ -52,7 +65,11 @@ NAME_WITHOUT_ID: Final[dict[Provider, tuple[tuple[str, str], ...]]] = {
     "github": (("repository", "repository_id"), ("repository_owner", "repository_owner_id")),
     "gitlab": (("project_path", "project_id"), ("namespace_path", "namespace_id")),
     "kubernetes": (),
+    "oidc": (),
 }
+_PROVIDERS: Final[dict[str, Provider]] = {
+    "github": "github", "gitlab": "gitlab", "kubernetes": "kubernetes", "oidc": "oidc"}
+
 REPOSITORY_CLAIMS: Final = frozenset({"repository", "project_path", "namespace_path"})
 FORK_EVENT: Final = "pull_request_target"
 OTHER_RELYING_PARTIES: Final = frozenset({
@@ -75,17 +92,25 @@ def provider_of(mapping: TrustMapping, issuer: IssuerConfig | None) -> Provider 
         return "gitlab"
     if "kubernetes.io" in names:
         return "kubernetes"
+    if names & PEOPLE_CLAIMS:
+        return "oidc"
     for provider in ("github", "gitlab"):
         if provider in mapping.issuer.lower():
             return provider
+    if any(word in mapping.issuer.lower() for word in PEOPLE_ISSUER_WORDS):
+        return "oidc"
     return None
 
 
 def _provider_from_config(issuer: IssuerConfig) -> Provider | None:
     if isinstance(issuer.key_source, KubernetesCluster):
         return "kubernetes"
+    if issuer.kind in _PROVIDERS:
+        return _PROVIDERS[issuer.kind]
     parts = urlsplit(issuer.url)
     host = parts.hostname or ""
+    if is_people_host(host, parts.path):
+        return "oidc"
     if (host == "token.actions.githubusercontent.com" or parts.path.endswith("/_services/token")
             or (host.startswith("token.actions.") and host.endswith(".ghe.com"))):
         return "github"
@@ -97,11 +122,18 @@ def _provider_from_config(issuer: IssuerConfig) -> Provider | None:
 def lint_mapping(mapping: TrustMapping, issuer: IssuerConfig | None = None) -> list[str]:
     """Warnings about one valid mapping; `issuer` is its issuer's config when known."""
     provider = provider_of(mapping, issuer)
-    warnings = [*_names_without_ids(mapping, provider), *_open_patterns(mapping, provider)]
+    warnings = [*_names_without_ids(mapping, provider), *_open_patterns(mapping, provider),
+                *lint_people(mapping, provider == "oidc")]
     if provider == "github":
         warnings += _events(mapping)
         warnings += _reusable_workflows(mapping)
     return warnings
+
+
+def check_types(mapping: TrustMapping, issuer: IssuerConfig | None = None) -> list[str]:
+    """Errors for `mappings validate`: conditions that can never match their claim's known
+    type (`claimtypes.py`), for the mapping's provider."""
+    return type_errors(mapping, provider_of(mapping, issuer))
 
 
 def _claims(mapping: TrustMapping) -> set[str]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -38,11 +38,13 @@ from exchanger.mappings.conditions import (
     evaluate,
 )
 from exchanger.mappings.index import ClaimIndex, build_index
+from exchanger.mappings.subjects import ClaimReference, GroupEntry, UserName, resolve_groups
 from kubegate.errors import InvalidRequestError, PermissionDeniedError
 
 __all__ = [
-    "AMBIGUOUS_MAPPING", "MISSING", "NO_MATCHING_MAPPING", "ROLE_NOT_ALLOWED", "Condition",
-    "ConditionResult", "Grant", "MappingSet", "Operator", "TrustMapping", "evaluate",
+    "AMBIGUOUS_MAPPING", "MISSING", "NO_MATCHING_MAPPING", "ROLE_NOT_ALLOWED", "ClaimReference",
+    "Condition", "ConditionResult", "Grant", "MappingSet", "Operator", "TrustMapping",
+    "evaluate",
 ]
 
 ROLE_NOT_ALLOWED: Final = "ROLE_NOT_ALLOWED"
@@ -72,9 +74,10 @@ def is_dns_subdomain(value: str) -> bool:
     return len(value) <= 253 and DNS_SUBDOMAIN_PATTERN.fullmatch(value) is not None
 
 
-def _check_strings(what: str, values: tuple[str, ...]) -> None:
-    if not all(isinstance(v, str) and v for v in values):
-        raise ValueError(f"{what} must be non-empty strings")
+def _check_strings(what: str, values: tuple[object, ...]) -> None:
+    if not all((isinstance(v, str) and v) or isinstance(v, ClaimReference) for v in values):
+        raise ValueError(f"{what} must be non-empty strings" + (
+            " or claim references" if what == "groups" else ""))
     if len(set(values)) != len(values):
         raise ValueError(f"{what} must not repeat")
 
@@ -83,13 +86,17 @@ def _check_strings(what: str, values: tuple[str, ...]) -> None:
 class Grant:
     """What a mapping hands out. Exactly one of `service_account` (TokenRequest backend) or
     `user` (self-issued backend, optionally with `groups`). Empty `audiences` means the
-    cluster's API audience. `max_lifetime` caps the issued lifetime, in seconds."""
+    cluster's API audience. `max_lifetime` caps the issued lifetime, in seconds.
+
+    `user` and entries of `groups` may be ClaimReferences (`subjects.py`): such a grant is a
+    template, and `resolve(claims)` gives the grant to issue, with names only. Backends and
+    audit records take resolved grants (`user_name`, `group_names`)."""
 
     cluster: str
     namespace: str
     service_account: str | None = None
-    user: str | None = None
-    groups: tuple[str, ...] = ()
+    user: UserName | None = None
+    groups: tuple[GroupEntry, ...] = ()
     audiences: tuple[str, ...] = ()
     max_lifetime: int = DEFAULT_LIFETIME_SECONDS
 
@@ -102,13 +109,45 @@ class Grant:
             raise ValueError("a grant needs exactly one of serviceAccount or user")
         if self.service_account is not None and not is_dns_subdomain(self.service_account):
             raise ValueError(f"serviceAccount {self.service_account!r} is not a DNS-1123 name")
-        if self.user is not None and not self.user:
-            raise ValueError("user must not be empty")
+        if self.user is not None and not (
+                isinstance(self.user, ClaimReference) or (isinstance(self.user, str)
+                                                          and self.user)):
+            raise ValueError("user must be a non-empty string or a claim reference")
         if self.groups and self.user is None:
             raise ValueError("groups go with user, not with serviceAccount")
         _check_strings("groups", self.groups)
         _check_strings("audiences", self.audiences)
         self._check_lifetime()
+
+    @property
+    def templated(self) -> bool:
+        """Whether the user or a group is taken from a claim (the grant needs `resolve`)."""
+        return isinstance(self.user, ClaimReference) or any(
+            isinstance(group, ClaimReference) for group in self.groups)
+
+    def resolve(self, claims: Mapping[str, Any]) -> Grant:
+        """This grant with names taken from verified `claims` (itself when it names no claim).
+        Raises PermissionDeniedError GRANT_CLAIM_UNUSABLE (see `subjects.py`)."""
+        if not self.templated:
+            return self
+        user = self.user.resolve_user(claims) if isinstance(
+            self.user, ClaimReference) else self.user
+        return replace(self, user=user, groups=resolve_groups(self.groups, claims))
+
+    @property
+    def user_name(self) -> str | None:
+        """The user name of a resolved grant (None with a service account)."""
+        if isinstance(self.user, ClaimReference):
+            raise ValueError("the grant takes its user from a claim: resolve it first")
+        return self.user
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        """The group names of a resolved grant."""
+        names = tuple(group for group in self.groups if isinstance(group, str))
+        if len(names) != len(self.groups):
+            raise ValueError("the grant takes groups from a claim: resolve it first")
+        return names
 
     def _check_lifetime(self) -> None:
         lifetime = self.max_lifetime

@@ -4,13 +4,15 @@
 Invariants (Kubernetes' structural-schema rules):
 - every property and array item states a `type`, except the nodes that may hold several
   JSON types, which say `x-kubernetes-preserve-unknown-fields: true` (a claim name or path,
-  an expected value) or `x-kubernetes-int-or-string: true` (maxLifetime);
+  an expected value, a grant's user or group: a name or `{claim, prefix}`) or
+  `x-kubernetes-int-or-string: true` (maxLifetime);
 - value validations (`oneOf`) hold only `required`, never a type or description;
 - `metadata` is only `type: object` at the root (the API server owns its shape).
 
 This schema is the coarse, structural check the API server can run; the loader (`load.py`)
 is the authority and also checks what a schema cannot: claim-value types, glob and regex
-syntax, duration syntax and bounds, known issuers and clusters, duplicate names.
+syntax, duration syntax and bounds, known issuers and clusters, duplicate names, the shape
+of a user or group taken from a claim and its prefix grammar.
 """
 
 from __future__ import annotations
@@ -63,8 +65,13 @@ CONDITION_SCHEMA: Final[dict[str, Any]] = {
             "minItems": 1,
             "items": _ANY_SCALAR,
         },
+        "contains": {
+            "description": "The claim is a list and one of its elements equals this string, "
+            "number or boolean (type included), e.g. a group in an ID token's groups.",
+            "x-kubernetes-preserve-unknown-fields": True,
+        },
     },
-    "oneOf": _exactly_one("equals", "glob", "regex", "oneOf"),
+    "oneOf": _exactly_one("equals", "glob", "regex", "oneOf", "contains"),
 }
 
 GRANT_SCHEMA: Final[dict[str, Any]] = {
@@ -77,8 +84,17 @@ GRANT_SCHEMA: Final[dict[str, Any]] = {
                              pattern=f"^{DNS_LABEL_PATTERN.pattern}$"),
         "serviceAccount": _string("TokenRequest backend: the service account.", maxLength=253,
                                   pattern=f"^{DNS_SUBDOMAIN_PATTERN.pattern}$"),
-        "user": _string("Self-issued backend: the user name.", minLength=1),
-        "groups": _strings("Self-issued backend: the groups (only with user)."),
+        "user": {
+            "description": "Self-issued backend: the user name, or {claim, prefix} to take it "
+            "from a verified claim (a string), e.g. {claim: email, prefix: \"oidc:\"}.",
+            "x-kubernetes-preserve-unknown-fields": True,
+        },
+        "groups": {
+            "type": "array",
+            "description": "Self-issued backend: the groups (only with user); each a name, or "
+            "{claim, prefix} to take names from a verified claim (a string or a list).",
+            "items": {"x-kubernetes-preserve-unknown-fields": True},
+        },
         "audiences": _strings("Audiences of the issued token; default: the cluster's API."),
         "maxLifetime": {
             "description": "Cap on the issued lifetime: a duration such as 15m or 1h30m, or "

@@ -29,6 +29,12 @@ from exchanger.mappings.model import (
     is_dns_subdomain,
 )
 from exchanger.mappings.schema import API_VERSION, KIND
+from exchanger.mappings.subjects import (
+    ClaimReference,
+    GroupEntry,
+    UserName,
+    prefix_problem,
+)
 from kubegate.configread import (
     Report,
     check_fields,
@@ -48,9 +54,11 @@ _IGNORED_METADATA: Final = frozenset({
 })
 _SPEC_FIELDS: Final = frozenset({"issuer", "description", "claims", "grant"})
 _CONDITION_FIELDS: Final = frozenset({"claim", *(operator.value for operator in Operator)})
+_OPERATORS: Final = ", ".join(operator.value for operator in Operator)
 _GRANT_FIELDS: Final = frozenset({
     "cluster", "namespace", "serviceAccount", "user", "groups", "audiences", "maxLifetime",
 })
+_REFERENCE_FIELDS: Final = frozenset({"claim", "prefix"})
 _QUOTE_HINT: Final = frozenset({"null", "date", "datetime"})
 
 
@@ -92,7 +100,7 @@ def _scalar(raw: object, field: str, report: Report) -> Scalar | None:
 
 def _operand(operator: Operator, raw: object, field: str,
              report: Report) -> Scalar | tuple[Scalar, ...] | None:
-    if operator is Operator.EQUALS:
+    if operator in (Operator.EQUALS, Operator.CONTAINS):
         return _scalar(raw, field, report)
     if operator is not Operator.ONE_OF:
         if not isinstance(raw, str):
@@ -117,7 +125,7 @@ def _condition(raw: object, field: str, report: Report) -> Condition | None:
     operators = [operator for operator in Operator if operator.value in obj]
     if len(operators) != 1:
         found = ", ".join(operator.value for operator in operators) or "none"
-        report.add(field, f"needs exactly one of equals, glob, regex, oneOf (found {found})")
+        report.add(field, f"needs exactly one of {_OPERATORS} (found {found})")
         return None
     operator = operators[0]
     operand_field = f"{field}.{operator.value}"
@@ -170,18 +178,73 @@ def _grant(spec: dict[str, Any], report: Report,
     account = string_at(grant, "serviceAccount", where, report, required=False)
     if account is not None and not is_dns_subdomain(account):
         report.add(f"{where}.serviceAccount", f"{shown(account)} is not a DNS-1123 subdomain")
-    user = string_at(grant, "user", where, report, required=False)
+    user = _user(grant, report)
     if ("serviceAccount" in grant) == ("user" in grant):
         report.add(where, "needs exactly one of serviceAccount or user")
-    groups = strings_at(grant, "groups", where, report)
+    groups = _groups(grant, report)
     if groups and "serviceAccount" in grant:
-        report.add(f"{where}.groups", "groups go with user, not with serviceAccount")
+        report.add(f"{where}.groups", "groups go with user, not with serviceAccount (a "
+                   "service account's token carries its own groups; names from claims are "
+                   "for self-issued user grants only)")
     audiences = strings_at(grant, "audiences", where, report)
     lifetime = _lifetime(grant, report)
     if report.problems or cluster is None or namespace is None or lifetime is None:
         return None
     return Grant(cluster=cluster, namespace=namespace, service_account=account, user=user,
                  groups=groups, audiences=audiences, max_lifetime=lifetime)
+
+
+def _reference(raw: dict[str, Any], field: str, report: Report) -> ClaimReference | None:
+    """`{claim: NAME or [PATH], prefix: "p:"}`: a name taken from a verified claim."""
+    check_fields(raw, _REFERENCE_FIELDS, field, report)
+    path = _claim_path(raw, field, report)
+    prefix = raw.get("prefix")
+    problem = prefix_problem(prefix)
+    if problem is not None:
+        report.add(f"{field}.prefix", problem if prefix is None or isinstance(prefix, str)
+                   else f"expected a string, got {json_type(prefix)}")
+        return None
+    if path is None:
+        return None
+    return ClaimReference(path=path, prefix=str(prefix))
+
+
+def _user(grant: dict[str, Any], report: Report) -> UserName | None:
+    where, raw = "spec.grant.user", grant.get("user")
+    if raw is None:
+        if "user" in grant:
+            report.add(where, "expected a string or {claim, prefix}, got null")
+        return None
+    if isinstance(raw, dict):
+        if "serviceAccount" in grant:
+            report.add(where, "a user from a claim is for self-issued grants, not with "
+                       "serviceAccount")
+        return _reference(raw, where, report)
+    return string_at(grant, "user", "spec.grant", report, required=False)
+
+
+def _groups(grant: dict[str, Any], report: Report) -> tuple[GroupEntry, ...]:
+    where, raw = "spec.grant.groups", grant.get("groups", [])
+    if not isinstance(raw, list):
+        return strings_at(grant, "groups", "spec.grant", report)  # reports the type
+    entries: dict[GroupEntry, None] = {}  # a set in order; `in` stays cheap for long lists
+    for position, value in enumerate(raw):
+        field = f"{where}[{position}]"
+        entry = (_reference(value, field, report) if isinstance(value, dict)
+                 else _group_name(value, field, report))
+        if entry is not None and entry in entries:
+            report.add(field, "duplicate " + (shown(entry) if isinstance(entry, str)
+                                              else entry.describe()))
+        elif entry is not None:
+            entries[entry] = None
+    return tuple(entries)
+
+
+def _group_name(value: object, field: str, report: Report) -> str | None:
+    if isinstance(value, str) and value:
+        return value
+    report.add(field, f"expected a non-empty string or {{claim, prefix}}, got {json_type(value)}")
+    return None
 
 
 def _spec(document: dict[str, Any], report: Report, issuers: frozenset[str] | None,

@@ -8,7 +8,9 @@ its TrustMapping resources, as `kubegate status` does).
                               [--mappings PATH] [--config FILE] [--issuer NAME]
 
 validate prints one line per finding, `FILE: document N (name): LEVEL: message`, errors
-being what the exchanger would refuse (the same loader) and warnings the lints
+being what the exchanger would refuse (the same loader) and conditions that can never match
+their claim's known type (`exchanger/mappings/claimtypes.py`: the exchanger loads such a
+mapping, which matches nothing, but validate refuses it), and warnings the lints
 (`exchanger/mappings/lint.py`); exit 1 on any error (and, with --strict, any warning), else
 0. With --config, issuer and cluster names are checked and the issuers' audiences linted.
 
@@ -32,7 +34,7 @@ from typing import Any
 from exchanger.config import Config, load_config
 from exchanger.mapping_sources import list_cluster_mappings
 from exchanger.mappings.explain import explain, identity_for, render
-from exchanger.mappings.lint import lint_issuers, lint_mapping
+from exchanger.mappings.lint import check_types, lint_issuers, lint_mapping
 from exchanger.mappings.load import (
     duplicate_names,
     each_valid,
@@ -43,6 +45,7 @@ from exchanger.mappings.load import (
 from exchanger.mappings.model import MappingSet, TrustMapping
 from exchanger.mappings.validate import parse_mapping, where_of
 from exchanger.verify.compact import parse_compact
+from exchanger.verify.issuers import IssuerConfig
 from kubegate import yamlread
 from kubegate.errors import ConfigError, KubegateError, UsageError
 
@@ -160,12 +163,21 @@ def validate_paths(paths: Iterable[Path], config: Config | None) -> tuple[list[F
                          for problem in found]
             if mapping is not None:
                 mappings.append(mapping)
-                findings += [Finding(where=where, level="warning", message=message)
-                             for message in lint_mapping(mapping, issuers.get(mapping.issuer))]
+                findings += _mapping_findings(mapping, where, issuers.get(mapping.issuer))
         findings += [_split(problem) for problem in problems]  # YAML: ends the file
     for problem in duplicate_names(mappings):
         findings.append(_split(problem))
     return findings, count
+
+
+def _mapping_findings(mapping: TrustMapping, where: str,
+                      issuer: IssuerConfig | None) -> list[Finding]:
+    """The findings of a mapping the exchanger accepts: errors for conditions that can never
+    match their claim's known type, warnings for risky trust."""
+    return [*(Finding(where=where, level="error", message=message)
+              for message in check_types(mapping, issuer)),
+            *(Finding(where=where, level="warning", message=message)
+              for message in lint_mapping(mapping, issuer))]
 
 
 def _files(paths: Iterable[Path], findings: list[Finding]) -> list[Path]:

@@ -14,6 +14,7 @@ from exchanger.backends.base import IssuedCredential, IssueRequest
 from exchanger.exchange import ExchangeInput, Exchanger, granted_lifetime
 from exchanger.identity import Identity
 from exchanger.mappings import Condition, Grant, MappingSet, Operator, TrustMapping
+from exchanger.mappings.subjects import ClaimReference
 from kubegate.credential import ClusterInfo
 from kubegate.errors import (
     InvalidRequestError,
@@ -191,3 +192,95 @@ def test_malformed_requests_are_refused_before_verification(
         use_case.exchange(ExchangeInput(**fields))
     assert refused.value.reason == reason
     assert audit.records[0].decision == "deny"
+
+
+# -- grants that name the person -------------------------------------------------------------
+
+PERSON_EMAIL = "ada.private@corp.example"
+
+
+def person(**claims: Any) -> Identity:
+    values = {"sub": "Cg1hZGE", "email": PERSON_EMAIL, "email_verified": True,
+              "groups": ["sre", "sre-leads"]} | claims
+    return Identity(issuer="corp", issuer_url="https://dex.corp.example", subject="Cg1hZGE",
+                    token_id="id-jti", audiences=("kubegate",), issued_at=NOW - 10,
+                    expires_at=NOW + 290, claims={k: v for k, v in values.items()
+                                                  if v is not None})
+
+
+class PersonVerifier(FakeVerifier):
+    def __init__(self, identity: Identity) -> None:
+        super().__init__()
+        self.identity = identity
+
+    def verify(self, token: str) -> Identity:
+        return self.identity
+
+
+def people_exchanger(identity: Identity) -> tuple[Exchanger, FakeAudit, FakeBackend]:
+    grant = Grant(cluster="prod", namespace="ops",
+                  user=ClaimReference(path=("email",), prefix="oidc:"),
+                  groups=("kubegate:people", ClaimReference(path=("groups",), prefix="oidc:")))
+    mapping_set = MappingSet(mappings=(TrustMapping(
+        name="sre-break-glass", issuer="corp", grant=grant,
+        conditions=(Condition(path=("groups",), operator=Operator.CONTAINS,
+                              expected="sre-leads"),
+                    Condition(path=("email_verified",), operator=Operator.EQUALS,
+                              expected=True))),))
+    return exchanger(verifier=PersonVerifier(identity), mapping_set=mapping_set)
+
+
+def test_a_claim_user_is_resolved_before_the_backend_and_audited_as_issued() -> None:
+    use_case, audit, backend = people_exchanger(person())
+    use_case.exchange(ExchangeInput(subject_token="a.b.c"))
+    [request] = backend.issued
+    assert request.grant.user == f"oidc:{PERSON_EMAIL}"
+    assert request.grant.groups == ("kubegate:people", "oidc:sre", "oidc:sre-leads")
+    [record] = audit.records
+    assert record.grant is not None
+    assert (record.grant.user, record.grant.groups) == (
+        f"oidc:{PERSON_EMAIL}", ("kubegate:people", "oidc:sre", "oidc:sre-leads"))
+
+
+@pytest.mark.parametrize("email", [None, 42, "", "x" * 300, "ada\r\nforged: line"])
+def test_an_unusable_claim_is_a_denial_audited_without_its_value(email: object) -> None:
+    use_case, audit, backend = people_exchanger(person(email=email))
+    with pytest.raises(PermissionDeniedError) as refused:
+        use_case.exchange(ExchangeInput(subject_token="a.b.c"))
+    error = refused.value
+    assert error.reason == "GRANT_CLAIM_UNUSABLE"
+    assert "claim email" in error.public_message
+    assert backend.issued == []
+    [record] = audit.records
+    assert (record.decision, record.reason, record.mapping) == (
+        "deny", "GRANT_CLAIM_UNUSABLE", "sre-break-glass")
+    assert "claim email" in record.to_json()
+    for text in (record.to_json(), str(error), error.public_message):
+        assert "forged" not in text and "xxxxxxxxxx" not in text and "42" not in text
+
+
+def test_the_self_issued_backend_signs_the_resolved_names_and_refuses_a_template() -> None:
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from exchanger.backends.selfissued import SelfIssuedBackend, SelfIssuedSigner
+
+    signer = SelfIssuedSigner(key=ec.generate_private_key(ec.SECP256R1()),
+                              issuer_url="https://kubegate.example", audience="k8s",
+                              clock=lambda: NOW)
+    backend = SelfIssuedBackend(signer, ClusterInfo(name="prod", server="https://k8s",
+                                                    certificate_authority_data=b"",
+                                                    namespace="ops"))
+    template = Grant(cluster="prod", namespace="ops",
+                     user=ClaimReference(path=("email",), prefix="oidc:"))
+    request = IssueRequest(identity=person(), mapping="m", grant=template, lifetime=600,
+                           audiences=(), session_id="s-1")
+    with pytest.raises(ValueError, match="resolve it first"):
+        backend.issue(request)
+    resolved = template.resolve(person().claims)
+    credential = backend.issue(IssueRequest(identity=person(), mapping="m", grant=resolved,
+                                            lifetime=600, audiences=(), session_id="s-1"))
+    claims = jwt.decode(credential.token, options={"verify_signature": False})
+    assert (claims["sub"], claims["groups"]) == (f"oidc:{PERSON_EMAIL}", [])
+    assert credential.token_id == "s-1"
+    assert credential.cluster.user == f"oidc:{PERSON_EMAIL}"

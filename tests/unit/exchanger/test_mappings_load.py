@@ -176,9 +176,9 @@ SINGLE_PROBLEMS = [
     ("spec.claims.0.claim", ["a", 1], "spec.claims[0].claim: expected a claim name"),
     ("spec.claims.0.equal", "x", "spec.claims[0].equal: unknown field"),
     ("spec.claims.0.glob", "x", "spec.claims[0]: needs exactly one of equals, glob, regex, "
-                                "oneOf (found equals, glob)"),
+                                "oneOf, contains (found equals, glob)"),
     ("spec.claims.0.equals", DELETE, "spec.claims[0]: needs exactly one of equals, glob, "
-                                     "regex, oneOf (found none)"),
+                                     "regex, oneOf, contains (found none)"),
     ("spec.claims.0.equals", None, "spec.claims[0].equals: expected a string, number or "
                                    "boolean, got null (quote it to mean a string)"),
     ("spec.claims.0.equals", ["a"], "spec.claims[0].equals: expected a string, number or "

@@ -108,6 +108,63 @@ def test_a_folder_is_read_and_names_must_be_unique_across_files(
     ]
 
 
+PEOPLE = """\
+apiVersion: kubegate.io/v1alpha1
+kind: TrustMapping
+metadata: {name: sre-break-glass}
+spec:
+  issuer: corp
+  claims:
+  - {claim: groups, contains: sre-leads}
+  - {claim: email_verified, equals: true}
+  grant:
+    cluster: prod
+    namespace: ops
+    user: {claim: email, prefix: "oidc:"}
+    groups: ["kubegate:people", {claim: groups, prefix: "oidc:"}]
+"""
+
+
+def test_a_people_mapping_with_claim_names_is_clean(
+        folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = folder / "people.yaml"
+    path.write_text(PEOPLE)
+    status, out, err = kubegate(capsys, "validate", "--strict", str(path))
+    assert (status, out) == (0, [])
+    assert "0 error(s), 0 warning(s)" in err
+
+
+def test_a_condition_that_can_never_match_its_claim_type_is_an_error(
+        folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = folder / "people.yaml"
+    path.write_text(PEOPLE.replace("contains: sre-leads", "equals: sre-leads")
+                    .replace("equals: true", 'equals: "true"')
+                    .replace('user: {claim: email, prefix: "oidc:"}', "user: sre"))
+    status, out, err = kubegate(capsys, "validate", str(path))
+    assert status == 1
+    where = f"{path}: document 1 (sre-break-glass)"
+    assert out[:2] == [
+        f"{where}: error: spec.claims[0]: groups is a list of strings in ID tokens: equals can "
+        "never match; use contains",
+        f'{where}: error: spec.claims[1]: email_verified is a boolean in ID tokens: equals '
+        '"true" (string) can never match; write true without quotes']
+    assert out[2].startswith(f"{where}: warning: grant.user is the constant 'sre': everyone "
+                             "this mapping admits becomes the same Kubernetes user")
+    assert "2 error(s), 1 warning(s)" in err
+
+
+def test_email_without_email_verified_is_a_warning(
+        folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = folder / "people.yaml"
+    path.write_text(PEOPLE.replace("{claim: email_verified, equals: true}",
+                                   "{claim: email, glob: '*@corp.example'}"))
+    status, out, _ = kubegate(capsys, "validate", str(path))
+    assert status == 0
+    assert out == [f"{path}: document 1 (sre-break-glass): warning: email is matched without "
+                   "{claim: email_verified, equals: true}: an unverified email can be set by "
+                   "its owner to anyone's address; add email_verified equals true"]
+
+
 def test_with_a_config_names_are_checked_and_audiences_linted(
         folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = folder / "web.yaml"
