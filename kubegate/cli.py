@@ -39,6 +39,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                 "local socket (--once: write a kubeconfig and exit)"),
     "credential": ("kubegate.commands.credential",
                    "kubectl exec credential plugin: print the sidecar's ExecCredential"),
+    "login": ("kubegate.commands.login", "sign a person in with OpenID Connect (browser or "
+              "device code); with --server, exchange the ID token (kubectl's exec plugin)"),
+    "logout": ("kubegate.commands.logout", "forget a person's cached sign-in"),
 }
 
 

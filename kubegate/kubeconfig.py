@@ -87,11 +87,16 @@ def token_kubeconfig(credential: Credential) -> dict[str, Any]:
 
 def exec_kubeconfig(target: Credential | ClusterInfo, command: Sequence[str], *,
                     env: Mapping[str, str] | None = None, namespace: str | None = None,
-                    install_hint: str = "") -> dict[str, Any]:
+                    install_hint: str = "",
+                    interactive_mode: str = "Never") -> dict[str, Any]:
     """A kubeconfig whose user runs `command` (program, then arguments) to get a credential.
 
     Only the cluster's address, CA and namespace are taken from target; never its token.
+    interactive_mode: `Never` (a pipeline), or `IfAvailable` for a plugin that may ask a
+    person to sign in (kubectl then hands it the terminal when there is one).
     """
+    if interactive_mode not in ("Never", "IfAvailable", "Always"):
+        raise ValueError("interactive_mode is Never, IfAvailable or Always")
     if not command:
         raise ValueError("an exec kubeconfig needs a command")
     cluster = cast("ClusterInfo", getattr(target, "cluster", target))
@@ -99,7 +104,7 @@ def exec_kubeconfig(target: Credential | ClusterInfo, command: Sequence[str], *,
         "apiVersion": EXEC_API_VERSION,
         "command": command[0],
         "args": list(command[1:]),
-        "interactiveMode": "Never",
+        "interactiveMode": interactive_mode,
         "provideClusterInfo": False,
     }
     if env:

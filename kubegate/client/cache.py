@@ -48,7 +48,8 @@ from typing import Any
 from kubegate.credential import ClusterInfo, Credential, cluster_json
 
 __all__ = ["CACHE_DIR_ENV", "CacheEntry", "CredentialCache", "cache_folder", "decode_entry",
-           "encode_entry", "file_problem", "folder_problem", "is_fresh", "refresh_margin"]
+           "encode_entry", "file_problem", "folder_problem", "is_fresh", "locked_file",
+           "refresh_margin"]
 
 CACHE_DIR_ENV = "KUBEGATE_CACHE_DIR"
 FORMAT = 1
@@ -232,16 +233,9 @@ class CredentialCache:
                sleep: Callable[[float], None] = time.sleep) -> Iterator[bool]:
         """Hold key's lock for the block; yields False when it could not be had in `wait`
         seconds (or at all): the caller then goes on without it."""
-        try:
-            fd = os.open(self._path(key, ".lock"),
-                         os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        except OSError:
-            yield False
-            return
-        try:
-            yield _flock(fd, clock() + wait, clock, sleep)
-        finally:
-            os.close(fd)  # releases the lock
+        with locked_file(self._path(key, ".lock"), wait=wait, clock=clock,
+                         sleep=sleep) as held:
+            yield held
 
     def prune(self, now: float) -> None:
         """Remove expired entries and lock files without an entry, once older than an hour
@@ -272,6 +266,23 @@ class CredentialCache:
         if not key or not all(c in "0123456789abcdef" for c in key):
             raise ValueError("a cache key is a lowercase hex digest")
         return self.folder / f"{key}{suffix}"
+
+
+@contextlib.contextmanager
+def locked_file(path: Path, *, wait: float = LOCK_WAIT_SECONDS,
+                clock: Callable[[], float] = time.monotonic,
+                sleep: Callable[[float], None] = time.sleep) -> Iterator[bool]:
+    """Hold an flock on path (created 0600, never through a symlink) for the block; yields
+    False when it could not be had in `wait` seconds (or at all)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError:
+        yield False
+        return
+    try:
+        yield _flock(fd, clock() + wait, clock, sleep)
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _flock(fd: int, deadline: float, clock: Callable[[], float],

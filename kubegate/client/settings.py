@@ -7,7 +7,9 @@ Rules of this module:
 - plaintext only to a loopback exchanger, and never together with a CA file;
 - exactly one subject-token source; a token from the environment (and the GitHub runtime's
   request token) is copied here once and never appears in a repr;
-- every problem goes to the `FlagsOrEnv` reader; nothing raises for bad input.
+- every problem goes to the `FlagsOrEnv` reader; nothing raises for bad input;
+- a person's sign-in (`kind="login"`, `kubegate login`) is a source too: its settings are
+  read by `kubegate.login.settings`, and its module is imported only when a token is read.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from kubegate.client.sources import (
 )
 from kubegate.configread import FlagsOrEnv, env_name
 from kubegate.grammar import parse_whole_seconds
+from kubegate.login.settings import LoginSettings
 
 DEFAULT_GITHUB_AUDIENCE = "kubegate"
 SOURCE_FLAGS = ("token-file", "token-env", "gitlab-id-token", "github-actions")
@@ -33,13 +36,14 @@ SOURCE_FLAGS = ("token-file", "token-env", "gitlab-id-token", "github-actions")
 
 @dataclass(frozen=True, kw_only=True)
 class TokenSourceConfig:
-    kind: Literal["file", "env", "gitlab", "github-actions"]
+    kind: Literal["file", "env", "gitlab", "github-actions", "login"]
     path: Path | None = None
     env_name: str = ""
     env_value: str = field(default="", repr=False)
     github_request_url: str = field(default="", repr=False)
     github_request_token: str = field(default="", repr=False)
     github_audience: str = DEFAULT_GITHUB_AUDIENCE
+    login: LoginSettings | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,18 +64,25 @@ def token_source(config: TokenSourceConfig) -> SubjectTokenSource:
         return EnvTokenSource(config.env_name, config.env_value)
     if config.kind == "gitlab":
         return GitLabTokenSource(config.env_name, config.env_value)
+    if config.kind == "login" and config.login is not None:
+        from kubegate.login.source import LoginTokenSource
+
+        return LoginTokenSource(config.login)
     return GitHubActionsTokenSource(config.github_request_url, config.github_request_token,
                                     config.github_audience)
 
 
-def read_exchange_settings(values: FlagsOrEnv) -> ExchangeSettings:
+def read_exchange_settings(values: FlagsOrEnv, *,
+                           source: TokenSourceConfig | None = None) -> ExchangeSettings:
+    """source: the subject-token source when the command has its own (no source flags)."""
     target, ca_file, plaintext = _exchanger(values)
     lifetime = values.parsed("lifetime", parse_whole_seconds, 0)
     if values.given("lifetime") and lifetime <= 0:
         values.problem("lifetime", "must be positive")
     return ExchangeSettings(
         target=target, ca_file=ca_file, plaintext=plaintext, role=values.text("role"),
-        lifetime=lifetime, audiences=_audiences(values), token_source=_token_source(values))
+        lifetime=lifetime, audiences=_audiences(values),
+        token_source=source if source is not None else _token_source(values))
 
 
 def _exchanger(values: FlagsOrEnv) -> tuple[str, Path | None, bool]:

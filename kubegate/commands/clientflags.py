@@ -1,5 +1,5 @@
-"""The flags of every command that exchanges (`kubegate exchange`, `kubegate sidecar`): one
-definition, read by `kubegate.client.settings.read_exchange_settings`."""
+"""The flags of every command that exchanges (`kubegate exchange`, `kubegate sidecar`,
+`kubegate login`): one definition, read by `kubegate.client.settings.read_exchange_settings`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from pathlib import Path
 from kubegate.grammar import DURATION_EXAMPLES
 
 
-def add_exchange_flags(parser: argparse.ArgumentParser, *, sources_required: bool) -> None:
+def add_exchange_flags(parser: argparse.ArgumentParser, *, sources_required: bool,
+                       sources: bool = True) -> None:
     """sources_required: one subject-token source flag must be given (no environment
     fallback); otherwise switches default to None so that `KUBEGATE_*` variables can stand in.
+    sources=False: no subject-token source flags at all (`kubegate login` is the source).
     """
     switch_default = False if sources_required else None
     add = parser.add_argument
@@ -26,6 +28,14 @@ def add_exchange_flags(parser: argparse.ArgumentParser, *, sources_required: boo
         "mapping's)")
     add("--audience", action="append", metavar="A",
         help="audience of the issued credential (repeatable)")
+    if sources:
+        _add_source_flags(parser, sources_required=sources_required,
+                          switch_default=switch_default)
+
+
+def _add_source_flags(parser: argparse.ArgumentParser, *, sources_required: bool,
+                      switch_default: bool | None) -> None:
+    add = parser.add_argument
     source = parser.add_mutually_exclusive_group(required=sources_required)
     source.add_argument("--token-file", type=Path, metavar="PATH",
                         help="read the subject token from a file (re-read at every exchange)")
