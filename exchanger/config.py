@@ -278,7 +278,9 @@ def _tls(read: Fields, data: object, where: str, base: Path) -> TLSFiles | None:
 
 
 _ISSUER = {"name", "url", "audiences", "algorithms", "keys", "caFile", "maxTokenLifetime",
-           "leeway"}
+           "leeway", "kind"}
+ISSUER_KINDS = ("github", "gitlab", "kubernetes", "oidc")
+"""What an issuer's tokens are (optional): which claims `mappings validate` expects of them."""
 
 
 def _issuers(read: Fields, data: object, base: Path,
@@ -301,6 +303,12 @@ def _issuers(read: Fields, data: object, base: Path,
         }
         if "algorithms" in section:
             fields["algorithms"] = read.strings(section, "algorithms", where)
+        if "kind" in section:
+            kind = read.string(section, "kind", where)
+            if kind not in ISSUER_KINDS:
+                read.problem("", f"{where}.kind: expected one of {', '.join(ISSUER_KINDS)}, "
+                             f"got {kind!r}")
+            fields["kind"] = kind or None
         if keys is None:
             continue
         try:

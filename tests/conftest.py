@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.controlplane import find_binaries
+from tests.support.dex import find_dex
 
 pytest_plugins = [
     "tests.support.fixtures_kube",
@@ -25,8 +26,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-def pytest_report_header() -> str:
-    found = find_binaries()
-    if found:
-        return f"control plane: {found}"
-    return "control plane: not found (tests that need it skip here, and fail under CI=true)"
+def pytest_report_header() -> list[str]:
+    found, dex = find_binaries(), find_dex()
+    missing = "not found (tests that need it skip here, and fail under CI=true)"
+    return [f"control plane: {found or missing}", f"dex: {dex or missing}"]
