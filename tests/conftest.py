@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from tests.support.controlplane import find_binaries
-from tests.support.dex import find_dex
 
 pytest_plugins = [
     "tests.support.fixtures_kube",
@@ -27,6 +26,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_report_header() -> list[str]:
+    from tests.support.dex import find_dex  # a plugin module: imported once pytest rewrites it
+
     found, dex = find_binaries(), find_dex()
     missing = "not found (tests that need it skip here, and fail under CI=true)"
     return [f"control plane: {found or missing}", f"dex: {dex or missing}"]
