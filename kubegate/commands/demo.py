@@ -1,10 +1,12 @@
 """`kubegate demo`: the whole exchange on one machine, with no cluster and no network.
 
-It starts a stand-in for GitHub Actions' OIDC issuer and an exchanger (loopback, TLS from a
-generated CA, self-issued credentials) that trusts it through one trust mapping, then makes two
-real gRPC exchanges: a deploy job the mapping allows and a pull_request job it does not. It
-prints both decisions, the audit lines they left and the audit chain's verification, and stops
-everything. Exit status 0 when the first was allowed and the second denied, 1 otherwise.
+It starts a stand-in for GitHub Actions' OIDC issuer, one for an organisation's sign-in
+provider, and an exchanger (loopback, TLS from a generated CA, self-issued credentials) that
+trusts them through two trust mappings, then makes four real gRPC exchanges: a deploy job the
+CI mapping allows and a pull_request job it does not; an engineer in the SRE leads' group, who
+gets a credential under her own name, and one outside it. It prints the decisions, the audit
+lines they left and the audit chain's verification, and stops everything. Exit status 0 when
+each caller got the expected decision, 1 otherwise.
 
 No credential is ever printed whole: only its first 12 characters.
 """
@@ -27,6 +29,8 @@ from kubegate.commands.demo_scene import (
     DEMO_JOBS,
     DEMO_MAPPING,
     MAPPING_NAME,
+    PEOPLE_MAPPING,
+    PEOPLE_MAPPING_NAME,
     DemoIssuer,
     DemoJob,
     demo_config,
@@ -76,46 +80,55 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_demo(state_dir: Path, stack: contextlib.ExitStack, *, keep: bool) -> bool:
     issuer = stack.enter_context(DemoIssuer(state_dir / "issuer"))
+    people = stack.enter_context(DemoIssuer(state_dir / "people-issuer"))
     mapping_file = state_dir / "mappings" / "web.yaml"
     mapping_file.parent.mkdir(parents=True, exist_ok=True)
     mapping_file.write_text(DEMO_MAPPING, encoding="utf-8")
+    (state_dir / "mappings" / "people.yaml").write_text(PEOPLE_MAPPING, encoding="utf-8")
     config = build_config(
         demo_config(state_dir=state_dir, issuer_url=issuer.url, issuer_ca=issuer.ca_file,
+                    people_url=people.url, people_ca=people.ca_file,
                     discovery_port=free_port()),
         base=state_dir, environ={}, source="kubegate demo")
     audit_lines_before = _read_lines(config.audit_log)
     running = start_exchanger(config)
     stack.callback(running.stop)
-    print(_header(state_dir, issuer, running, mapping_file, keep))
+    print(_header(state_dir, issuer, people, running, mapping_file, keep))
     with ExchangeClient(f"127.0.0.1:{running.port}", ca_file=running.ca_file) as client:
-        outcomes = [_attempt(client, issuer, job) for job in DEMO_JOBS]
+        outcomes = [_attempt(client, people if job.person else issuer, job)
+                    for job in DEMO_JOBS]
     for number, outcome in enumerate(outcomes, start=1):
         print(_describe(number, outcome))
     chain_ok = _show_audit(config.audit_log, len(audit_lines_before))
     ok = chain_ok and all(outcome.as_expected for outcome in outcomes)
-    print("\ndemo result: " + ("ok: the deploy job was allowed and the pull_request denied"
-                               if ok else "NOT as expected (see above)"))
+    print("\ndemo result: " + ("ok: the deploy job and alice were allowed, the pull_request "
+                               "and bob denied" if ok else "NOT as expected (see above)"))
     return ok
 
 
-def _header(state_dir: Path, issuer: DemoIssuer, running: RunningExchanger,
-            mapping_file: Path, keep: bool) -> str:
+def _header(state_dir: Path, issuer: DemoIssuer, people: DemoIssuer,
+            running: RunningExchanger, mapping_file: Path, keep: bool) -> str:
     where = "kept" if keep else "removed at the end; keep it with --state-dir"
     return "\n".join([
         "kubegate demo: everything runs on 127.0.0.1; nothing leaves this machine",
         f"  state folder   {state_dir} ({where})",
         f"  demo issuer    {issuer.url} (a stand-in for GitHub Actions' OIDC issuer)",
+        f"  sign-in issuer {people.url} (a stand-in for the organisation's OIDC "
+        "provider: people's ID tokens)",
         f"  exchanger      127.0.0.1:{running.port} (gRPC over TLS, CA {running.ca_file})",
         f"  trust mapping  {MAPPING_NAME} ({mapping_file}): repository_id, ref and "
         "environment must match",
+        f"  trust mapping  {PEOPLE_MAPPING_NAME} ({mapping_file.parent / 'people.yaml'}): "
+        "groups contains sre-leads; user = oidc:<email>",
     ])
 
 
 def _attempt(client: ExchangeClient, issuer: DemoIssuer, job: DemoJob) -> Outcome:
-    subject = str(job.claims.get("sub", ""))
+    subject = str(job.claims.get("email") or job.claims.get("sub", ""))
     token = issuer.mint(job.claims)
     try:
-        return Outcome(job=job, subject=subject, credential=client.exchange(token))
+        return Outcome(job=job, subject=subject,
+                       credential=client.exchange(token, role=job.role))
     except ExchangeError as error:
         return Outcome(job=job, subject=subject, error=error)
 

@@ -1,5 +1,7 @@
-"""What `kubegate demo` runs against: a small stand-in for GitHub Actions' OIDC issuer, and the
-demo's trust mapping, configuration and two jobs (one allowed, one denied).
+"""What `kubegate demo` runs against: a small stand-in for GitHub Actions' OIDC issuer and one
+for an organisation's sign-in provider (the ID tokens of people, as Dex or Okta issue them),
+and the demo's trust mappings, configuration and callers: two CI jobs and two engineers, one of
+each allowed and one denied.
 
 The issuer is an HTTPS server on 127.0.0.1 (a free port, a certificate from a throwaway
 `LocalCA`) that publishes a discovery document and a JWKS, and mints RS256 tokens shaped like
@@ -41,6 +43,9 @@ CLUSTER_NAME = "demo"
 MAPPING_NAME = "web-production-deploy"
 REPOSITORY, REPOSITORY_ID, OWNER_ID = "octo-org/web", "892634011", "6501"
 TOKEN_LIFETIME_SECONDS = 300  # GitHub's job ID tokens live 5 minutes
+PEOPLE_ISSUER_NAME = "corp-demo"
+PEOPLE_CLIENT_ID = "kubegate-cli"  # the `aud` of people's ID tokens: kubegate login's client
+PEOPLE_MAPPING_NAME = "sre-ops"
 
 
 def _b64url_int(value: int) -> str:
@@ -144,6 +149,16 @@ class DemoJob:
     title: str
     claims: Mapping[str, Any] = field(repr=False)
     expect_allow: bool
+    person: bool = False  # an ID token of the sign-in provider, not a CI job's token
+    role: str = ""
+
+
+def person_claims(email: str, groups: list[str]) -> dict[str, Any]:
+    """The claims of a person's ID token as Dex gives them with the `groups` scope."""
+    name = email.partition("@")[0]
+    return {"sub": base64.urlsafe_b64encode(f"user-{name}".encode()).decode().rstrip("="),
+            "aud": PEOPLE_CLIENT_ID, "email": email, "email_verified": True, "name": name,
+            "groups": groups}
 
 
 DEMO_JOBS = (
@@ -154,6 +169,12 @@ DEMO_JOBS = (
             expect_allow=False,
             claims=github_job_claims(ref="refs/pull/7/merge", event_name="pull_request",
                                      head_ref="mallory:patch-1")),
+    DemoJob(title="engineer alice@example.com (groups sre-leads, engineers) asks for sre-ops",
+            expect_allow=True, person=True, role=PEOPLE_MAPPING_NAME,
+            claims=person_claims("alice@example.com", ["sre-leads", "engineers"])),
+    DemoJob(title="engineer bob@example.com (group engineers) asks for sre-ops",
+            expect_allow=False, person=True, role=PEOPLE_MAPPING_NAME,
+            claims=person_claims("bob@example.com", ["engineers"])),
 )
 
 DEMO_MAPPING = f"""\
@@ -180,6 +201,26 @@ spec:
 """
 
 
+PEOPLE_MAPPING = f"""\
+apiVersion: kubegate.io/v1alpha1
+kind: TrustMapping
+metadata:
+  name: {PEOPLE_MAPPING_NAME}
+spec:
+  issuer: {PEOPLE_ISSUER_NAME}
+  description: SRE leads operate namespace ops, each under their own name
+  claims:
+  - {{claim: groups, contains: sre-leads}}   # groups is a list in ID tokens
+  - {{claim: email_verified, equals: true}}
+  grant:
+    cluster: {CLUSTER_NAME}
+    namespace: ops
+    user: {{claim: email, prefix: "oidc:"}}   # the person, not a shared account
+    groups: ["kubegate:sre", {{claim: groups, prefix: "oidc:"}}]
+    maxLifetime: 15m
+"""
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port that was free a moment ago (for listeners whose URL must name their port)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -187,9 +228,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(probe.getsockname()[1])
 
 
-def demo_config(*, state_dir: Path, issuer_url: str, issuer_ca: Path,
-                discovery_port: int) -> dict[str, Any]:
-    """The exchanger's config: loopback gRPC with generated TLS, the demo issuer, and one
+def demo_config(*, state_dir: Path, issuer_url: str, issuer_ca: Path, people_url: str,
+                people_ca: Path, discovery_port: int) -> dict[str, Any]:
+    """The exchanger's config: loopback gRPC with generated TLS, the two demo issuers, and one
     self-issued cluster. The self-issued discovery listener gets a real port because its
     issuer URL (what a cluster would trust) defaults from it."""
     return {
@@ -197,7 +238,10 @@ def demo_config(*, state_dir: Path, issuer_url: str, issuer_ca: Path,
         "stateDir": str(state_dir),
         "reloadInterval": "1s",
         "issuers": [{"name": ISSUER_NAME, "url": issuer_url, "audiences": [AUDIENCE],
-                     "keys": "discovery", "caFile": str(issuer_ca)}],
+                     "keys": "discovery", "caFile": str(issuer_ca), "kind": "github"},
+                    {"name": PEOPLE_ISSUER_NAME, "url": people_url,
+                     "audiences": [PEOPLE_CLIENT_ID], "keys": "discovery",
+                     "caFile": str(people_ca), "kind": "oidc"}],
         "clusters": [{"name": CLUSTER_NAME, "server": "https://127.0.0.1:6443",
                       "backend": "selfIssued"}],
         "selfIssued": {"listen": f"127.0.0.1:{discovery_port}"},

@@ -1,6 +1,6 @@
 """`kubegate demo` on a machine with no cluster and no network: it finishes well within a
-minute, shows one allowed and one denied exchange with a verified audit chain, and never
-prints a whole token."""
+minute, shows for CI jobs and for people one allowed and one denied exchange each, with a
+verified audit chain, and never prints a whole token."""
 
 from __future__ import annotations
 
@@ -24,25 +24,32 @@ def demo() -> subprocess.CompletedProcess[str]:
     return run_demo()
 
 
-def test_the_demo_exits_0_with_one_allow_and_one_deny(
+def test_the_demo_exits_0_with_an_allow_and_a_deny_for_jobs_and_for_people(
         demo: subprocess.CompletedProcess[str]) -> None:
     assert demo.returncode == 0, demo.stdout + demo.stderr
     out = demo.stdout
-    assert out.count("decision     allow (expected allow: as expected)") == 1
-    assert out.count("decision     deny (expected deny: as expected)") == 1
+    assert out.count("decision     allow (expected allow: as expected)") == 2
+    assert out.count("decision     deny (expected deny: as expected)") == 2
     assert "mapping      web-production-deploy" in out
     assert "user/groups  ci:octo-org/web [kubegate:deployers]" in out
     assert "status       PERMISSION_DENIED" in out
     assert "reason       NO_MATCHING_MAPPING" in out
+    # a person in the mapped group is a Kubernetes user of her own; one outside is refused
+    assert "mapping      sre-ops" in out
+    assert ("user/groups  oidc:alice@example.com [kubegate:sre, oidc:sre-leads, "
+            "oidc:engineers]") in out
+    assert "reason       ROLE_NOT_ALLOWED" in out
     assert "demo result: ok" in out
 
 
 def test_the_demo_prints_the_audit_lines_and_a_verified_chain(
         demo: subprocess.CompletedProcess[str]) -> None:
     audit = [line for line in demo.stdout.splitlines() if line.startswith('  {"caller"')]
-    assert len(audit) == 2
-    assert '"decision":"allow"' in audit[0] and '"decision":"deny"' in audit[1]
-    assert "audit chain: ok, 2 lines verified" in demo.stdout
+    assert len(audit) == 4
+    assert ['"decision":"allow"' in line for line in audit] == [True, False, True, False]
+    assert '"user":"oidc:alice@example.com"' in audit[2]
+    assert 'groups contains \\"sre-leads\\"' in audit[3] and "bob" not in audit[3]
+    assert "audit chain: ok, 4 lines verified" in demo.stdout
 
 
 def test_the_demo_never_prints_a_whole_token(demo: subprocess.CompletedProcess[str]) -> None:
@@ -56,6 +63,6 @@ def test_a_kept_state_dir_holds_the_audit_log_and_a_second_run_extends_it(
     for _ in range(2):
         result = run_demo("--state-dir", str(tmp_path / "state"))
         assert result.returncode == 0, result.stdout + result.stderr
-    assert "audit chain: ok, 4 lines verified" in result.stdout
-    assert len((tmp_path / "state" / "audit.log").read_text().splitlines()) == 4
+    assert "audit chain: ok, 8 lines verified" in result.stdout
+    assert len((tmp_path / "state" / "audit.log").read_text().splitlines()) == 8
     assert JWT.search((tmp_path / "state" / "audit.log").read_text()) is None
