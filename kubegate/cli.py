@@ -28,7 +28,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "exchange": ("kubegate.commands.exchange",
                  "exchange a subject token once; print a credential or write a kubeconfig"),
     "demo": ("kubegate.commands.demo",
-             "start a local issuer and exchanger, show one allowed and one denied exchange"),
+             "start local issuers and an exchanger; show allowed and denied exchanges of CI "
+             "jobs and of people"),
     "status": ("kubegate.commands.status", "what an exchanger with a config sees: each "
                "issuer's keys, each cluster's API server, its trust mappings"),
     "audit": ("kubegate.commands.audit", "verify audit logs (hash chains and signed "
