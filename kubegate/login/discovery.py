@@ -54,10 +54,10 @@ def is_allowed_url(url: str) -> bool:
 def check_issuer_url(issuer: str) -> None:
     """UsageError unless issuer may be used."""
     parts = urlsplit(issuer)
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise UsageError("--issuer: must not hold a user name or password (not shown here)")
     if parts.query or parts.fragment or "#" in issuer or "?" in issuer:
         raise UsageError(f"--issuer {shown(issuer)}: must not have a query or fragment")
-    if parts.username is not None or parts.password is not None:
-        raise UsageError(f"--issuer {shown(issuer)}: must not hold a user name or password")
     if not is_allowed_url(issuer):
         raise UsageError(f"--issuer {shown(issuer)}: must be an https URL (http only for "
                          "127.0.0.1, ::1 or localhost)")

@@ -285,3 +285,16 @@ def test_a_confidential_client_authenticates_with_basic_and_a_public_one_in_the_
 def test_the_id_token_is_refreshed_within_a_minute_of_expiry(left: int, refresh: bool) -> None:
     now = time.time()
     assert needs_refresh(now + left, now) is refresh
+
+
+@pytest.mark.parametrize("issuer", [
+    "https://alice:hunter2-secret@sso.example.com",
+    "https://alice:hunter2-secret@sso.example.com/?q=1",
+    "https://:hunter2-secret@sso.example.com#frag",
+    "http://alice:hunter2-secret@127.0.0.1:5556",
+])
+def test_an_issuer_url_with_credentials_is_refused_without_echoing_them(issuer: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        check_issuer_url(issuer)
+    assert "user name or password" in str(caught.value)
+    assert "hunter2-secret" not in str(caught.value)
