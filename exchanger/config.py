@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from exchanger.audit.settings import CheckpointConfig, read_checkpoints
+from exchanger.mappings.claimtypes import PROVIDERS
 from exchanger.ratelimit import RateLimit
 from exchanger.verify.issuers import (
     IssuerConfig,
@@ -279,7 +280,7 @@ def _tls(read: Fields, data: object, where: str, base: Path) -> TLSFiles | None:
 
 _ISSUER = {"name", "url", "audiences", "algorithms", "keys", "caFile", "maxTokenLifetime",
            "leeway", "kind"}
-ISSUER_KINDS = ("github", "gitlab", "kubernetes", "oidc")
+ISSUER_KINDS: tuple[str, ...] = PROVIDERS
 """What an issuer's tokens are (optional): which claims `mappings validate` expects of them."""
 
 

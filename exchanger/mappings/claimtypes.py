@@ -24,6 +24,7 @@ Rules of this module:
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -33,6 +34,8 @@ from exchanger.mappings.conditions import Condition, Operator, claim_label
 from exchanger.mappings.model import TrustMapping
 
 Provider = Literal["github", "gitlab", "kubernetes", "oidc"]
+PROVIDERS: Final[tuple[Provider, ...]] = typing.get_args(Provider)
+"""Every provider kind, in order: what an issuer's `kind` in the config may say."""
 """Who issues a mapping's tokens: a CI system, a Kubernetes cluster, or a people IdP (OIDC)."""
 
 _VALUE_LIMIT: Final = 40
