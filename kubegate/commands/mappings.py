@@ -1,11 +1,18 @@
-"""`kubegate mappings validate|explain`: check trust mappings before they go live, and see
-why a token would (not) be granted. Nothing is issued; nothing is contacted but, for
-`explain --config` naming a cluster mapping source, that cluster's API server (one list of
-its TrustMapping resources, as `kubegate status` does).
+"""`kubegate mappings validate|explain|diff`: check trust mappings before they go live, see
+why a token would (not) be granted, and who a mapping (or a change of mappings) lets do
+what. Nothing is issued; nothing is contacted but, for `explain --config` naming a cluster
+mapping source, that cluster's API server (one list of its TrustMapping resources, as
+`kubegate status` does), and for `--blast-radius` and `diff` the API server of
+`--kubeconfig` (SelfSubjectRulesReviews, impersonating each granted identity).
 
     kubegate mappings validate [--config FILE] [--strict] PATH...
     kubegate mappings explain (--token FILE | --claims FILE) [--role NAME]
                               [--mappings PATH] [--config FILE] [--issuer NAME]
+    kubegate mappings explain --blast-radius [--token FILE | --claims FILE] [...]
+                              [--kubeconfig F] [--context C] [--cluster NAME]
+                              [--format text|markdown|json]
+    kubegate mappings diff OLD NEW [--kubeconfig F] [--context C] [--config FILE]
+                              [--cluster NAME] [--format text|markdown|json] [--fail-on-gain]
 
 validate prints one line per finding, `FILE: document N (name): LEVEL: message`, errors
 being what the exchanger would refuse (the same loader) and conditions that can never match
@@ -17,7 +24,11 @@ mapping, which matches nothing, but validate refuses it), and warnings the lints
 Both take what `kubectl get trustmappings -o yaml` prints (a List, with status and server
 metadata), and judge each document on its own: explain names the invalid ones it leaves out
 and explains with the rest. explain exits 0 when the exchanger would grant, 1 when it would
-deny, 2 on usage errors.
+deny, 2 on usage errors. explain --blast-radius shows, for each mapping (with a token or
+claims, the one it would get), who it admits in words and what they may do on the cluster;
+diff shows what each mapping's identities gain or lose from OLD to NEW (each a file or
+folder); both exit 2 when the API server cannot answer, and diff exits 1 with
+--fail-on-gain when anything is gained (`exchanger/blast/`).
 """
 
 from __future__ import annotations
@@ -26,11 +37,15 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from exchanger.blast.diff import Radius, diff_radii, radii, radius_of
+from exchanger.blast.render import FORMATS, render_changes, render_radii
+from exchanger.blast.rights import RightsFinder
 from exchanger.config import Config, load_config
 from exchanger.mapping_sources import list_cluster_mappings
 from exchanger.mappings.explain import explain, identity_for, render
@@ -71,7 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         description="Show, for each candidate mapping, every condition with pass or fail "
         "and the claim value seen, and what would be granted. Signatures are not verified; "
         "nothing is issued.")
-    source = explain_parser.add_mutually_exclusive_group(required=True)
+    source = explain_parser.add_mutually_exclusive_group()
     source.add_argument("--token", metavar="FILE",
                         help="a subject token (JWT) file, - for standard input")
     source.add_argument("--claims", metavar="FILE",
@@ -84,7 +99,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                 help="the exchanger's config (issuers are found by iss)")
     explain_parser.add_argument("--issuer", metavar="NAME",
                                 help="the configured issuer name (default: found by iss)")
+    explain_parser.add_argument("--blast-radius", action="store_true",
+                                help="who each mapping admits, in words, and what they may "
+                                "do on the cluster (asks the API server of --kubeconfig)")
+    _add_cluster_arguments(explain_parser)
     explain_parser.set_defaults(action_handler=run_explain)
+    diff = actions.add_parser(
+        "diff", help="who gains or loses which rights on the cluster from OLD to NEW",
+        description="Compare two sets of trust mappings (files or folders): one line per "
+        "right an identity gains or loses, as the API server answers it for the granted "
+        "service account or user and groups. Nothing is issued.")
+    diff.add_argument("old", type=Path, metavar="OLD", help="the mappings before")
+    diff.add_argument("new", type=Path, metavar="NEW", help="the mappings after")
+    diff.add_argument("--config", type=Path, metavar="FILE",
+                      help="the exchanger's config: check issuer and cluster names")
+    diff.add_argument("--fail-on-gain", action="store_true",
+                      help="exit 1 when anything is gained (a CI gate)")
+    _add_cluster_arguments(diff)
+    diff.set_defaults(action_handler=run_diff)
+
+
+def _add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kubeconfig", type=Path, metavar="FILE",
+                        help="reaches the API server whose RBAC decides (default: "
+                        "$KUBECONFIG or ~/.kube/config); its identity must be allowed to "
+                        "impersonate users, groups and service accounts and to create "
+                        "selfsubjectrulesreviews")
+    parser.add_argument("--context", metavar="NAME", help="a context of --kubeconfig")
+    parser.add_argument("--cluster", metavar="NAME",
+                        help="only mappings that grant on this cluster (default: every "
+                        "mapping, whatever its cluster, asked of the one API server)")
+    parser.add_argument("--format", choices=FORMATS, default="text",
+                        help="text (one line per right), markdown (a pull-request comment) "
+                        "or json")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,6 +142,10 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except ConfigError as error:
         print(f"{PROG} {args.action}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KubegateError as error:  # the API server of --blast-radius and diff
+        print(f"{PROG} {args.action}: {error.reason}: {error.detail or error.public_message}",
+              file=sys.stderr)
         return EXIT_USAGE
 
 
@@ -206,6 +257,10 @@ def _split(problem: str) -> Finding:
 
 
 def run_explain(args: argparse.Namespace) -> int:
+    if args.token is None and args.claims is None:
+        if args.blast_radius:
+            return run_blast_radius(args)
+        raise UsageError("give --token FILE or --claims FILE (or --blast-radius)")
     config = _config(args.config)
     header, claims = _claims_of(args)
     issuer_name, issuer_line = _issuer(args, config, claims)
@@ -216,6 +271,9 @@ def run_explain(args: argparse.Namespace) -> int:
              *(f"invalid, left out: {' '.join(problem.split())}" for problem in problems), ""]
     explanation = explain(mappings, identity, args.role or None)
     print("\n".join(lines + render(explanation)))
+    if args.blast_radius and explanation.granted is not None:
+        print()
+        print(_radii(args, [explanation.granted]), end="")
     return EXIT_OK if explanation.granted is not None else EXIT_FINDINGS
 
 
@@ -320,3 +378,62 @@ def _from_path(path: Path, config: Config | None,
     texts = [(str(file) if file == path else file.name, _read(str(file), flag))
              for file in files]
     return each_valid(texts, issuers, clusters)
+
+
+# -- blast radius and diff -----------------------------------------------------------------
+
+
+def run_blast_radius(args: argparse.Namespace) -> int:
+    """Every mapping's radius (--mappings, else the config's sources)."""
+    mappings, problems = _mappings(args, _config(args.config))
+    for problem in problems:
+        print(f"invalid, left out: {' '.join(problem.split())}", file=sys.stderr)
+    print(_radii(args, mappings.mappings), end="")
+    return EXIT_OK
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    config = _config(args.config)
+    old = _whole_set(args.old, config, "OLD")
+    new = _whole_set(args.new, config, "NEW")
+    with _finder(args) as finder:
+        changes = diff_radii(_measured(old, args, finder), _measured(new, args, finder))
+    print(render_changes(changes, args.format), end="")
+    gained = any(change.gains for change in changes)
+    return EXIT_FINDINGS if args.fail_on_gain and gained else EXIT_OK
+
+
+def _whole_set(path: Path, config: Config | None, flag: str) -> list[TrustMapping]:
+    """Every mapping of OLD or NEW; an invalid one is a usage error, since leaving it out
+    would read as a removed mapping."""
+    mappings, problems = _from_path(path, config, flag)
+    if problems:
+        raise UsageError(f"{flag} {path} holds invalid mappings (see `kubegate mappings "
+                         f"validate`): {'; '.join(problems)}")
+    return mappings
+
+
+def _radii(args: argparse.Namespace, mappings: Iterable[TrustMapping]) -> str:
+    with _finder(args) as finder:
+        return render_radii(_measured(mappings, args, finder), args.format)
+
+
+def _measured(mappings: Iterable[TrustMapping], args: argparse.Namespace,
+              finder: RightsFinder) -> list[Radius]:
+    chosen = [m for m in mappings if args.cluster is None or m.grant.cluster == args.cluster]
+    return radii(chosen, lambda mapping: radius_of(mapping, finder))
+
+
+@contextmanager
+def _finder(args: argparse.Namespace) -> Iterator[RightsFinder]:
+    """A RightsFinder over the API server of --kubeconfig (--context)."""
+    import kubernetes.config
+
+    from exchanger.blast.kube import ImpersonatingReviewer
+
+    path = args.kubeconfig or Path(kubernetes.config.KUBE_CONFIG_DEFAULT_LOCATION).expanduser()
+    reviewer = ImpersonatingReviewer.from_kubeconfig(path, args.context)
+    try:
+        yield RightsFinder(reviewer=reviewer)
+    finally:
+        reviewer.close()

@@ -354,3 +354,36 @@ def test_explain_leaves_out_an_invalid_document_of_a_folder_not_the_folder(
         "a-broken.yaml", "web.yaml"], left_out
     assert "duplicate mapping name" in left_out[1]
     assert out[-1].startswith("decision: would grant web-deploy:")
+
+
+# -- blast radius and diff (against a real API server: tests/integration/test_mappings_diff.py)
+
+
+def test_explain_needs_a_token_claims_or_blast_radius(
+        folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (folder / "web.yaml").write_text(WEB)
+    status, _, err = kubegate(capsys, "explain", "--mappings", str(folder / "web.yaml"))
+    assert status == 2
+    assert "give --token FILE or --claims FILE (or --blast-radius)" in err
+
+
+def test_diff_refuses_an_invalid_mapping_rather_than_call_it_removed(
+        folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (folder / "old.yaml").write_text(WEB)
+    (folder / "new.yaml").write_text(WEB.replace("namespace: web", "namespace: Web!"))
+    status, out, err = kubegate(capsys, "diff", str(folder / "old.yaml"),
+                                str(folder / "new.yaml"), "--kubeconfig",
+                                str(folder / "none"))
+    assert (status, out) == (2, [])
+    assert "NEW" in err and "holds invalid mappings" in err
+
+
+def test_diff_with_an_unusable_kubeconfig_exits_2_naming_it(
+        folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (folder / "web.yaml").write_text(WEB)
+    (folder / "broken.kubeconfig").write_text("apiVersion: v1\nkind: Config\n")
+    status, out, err = kubegate(capsys, "diff", str(folder / "web.yaml"),
+                                str(folder / "web.yaml"), "--kubeconfig",
+                                str(folder / "broken.kubeconfig"), "--format", "json")
+    assert (status, out) == (2, [])
+    assert "KUBECONFIG_UNUSABLE" in err and "broken.kubeconfig" in err
