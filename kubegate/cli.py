@@ -36,6 +36,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
               "checkpoints), or print the checkpoint verifier key"),
     "mappings": ("kubegate.commands.mappings",
                  "validate trust mappings (schema and lints), or explain a token's match"),
+    "scan": ("kubegate.commands.scan", "find standing privilege and paths around the broker "
+             "in a cluster (read-only; table, JSON or SARIF)"),
     "sidecar": ("kubegate.commands.sidecar", "keep a fresh credential and serve it on a "
                 "local socket (--once: write a kubeconfig and exit)"),
     "credential": ("kubegate.commands.credential",
