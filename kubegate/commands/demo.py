@@ -21,8 +21,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from exchanger.audit.chain import verify_chain
+from exchanger.blast.identities import describe_identity
 from exchanger.config import build_config
+from exchanger.mappings.validate import parse_mapping
 from exchanger.server import RunningExchanger, start_exchanger
 from kubegate.client.rpc import ExchangeClient
 from kubegate.commands.demo_scene import (
@@ -116,11 +120,17 @@ def _header(state_dir: Path, issuer: DemoIssuer, people: DemoIssuer,
         f"  sign-in issuer {people.url} (a stand-in for the organisation's OIDC "
         "provider: people's ID tokens)",
         f"  exchanger      127.0.0.1:{running.port} (gRPC over TLS, CA {running.ca_file})",
-        f"  trust mapping  {MAPPING_NAME} ({mapping_file}): repository_id, ref and "
-        "environment must match",
-        f"  trust mapping  {PEOPLE_MAPPING_NAME} ({mapping_file.parent / 'people.yaml'}): "
-        "groups contains sre-leads; user = oidc:<email>",
+        f"  trust mapping  {MAPPING_NAME} ({mapping_file})",
+        f"                 admits {_who(DEMO_MAPPING)}",
+        f"  trust mapping  {PEOPLE_MAPPING_NAME} ({mapping_file.parent / 'people.yaml'})",
+        f"                 admits {_who(PEOPLE_MAPPING)}, each as the user oidc:<email>",
     ])
+
+
+def _who(document: str) -> str:
+    """Who a mapping admits, in the words of `kubegate mappings explain --blast-radius`."""
+    mapping, problems = parse_mapping(yaml.safe_load(document), source="demo")
+    return describe_identity(mapping) if mapping is not None else "; ".join(problems)
 
 
 def _attempt(client: ExchangeClient, issuer: DemoIssuer, job: DemoJob) -> Outcome:

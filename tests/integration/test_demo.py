@@ -34,6 +34,9 @@ def test_the_demo_exits_0_with_an_allow_and_a_deny_for_jobs_and_for_people(
     assert "user/groups  ci:octo-org/web [kubegate:deployers]" in out
     assert "status       PERMISSION_DENIED" in out
     assert "reason       NO_MATCHING_MAPPING" in out
+    # who each mapping admits, in the words of `mappings explain --blast-radius`
+    assert "admits repository 892634011 on refs/heads/main in environment production" in out
+    assert "admits people in group sre-leads with a verified email" in out
     # a person in the mapped group is a Kubernetes user of her own; one outside is refused
     assert "mapping      sre-ops" in out
     assert ("user/groups  oidc:alice@example.com [kubegate:sre, oidc:sre-leads, "
