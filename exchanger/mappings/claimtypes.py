@@ -16,6 +16,12 @@ Rules of this module:
   (`ref_protected` is "true"), except `runner_id`, a number; Kubernetes puts its claims in the
   `kubernetes.io` object; `aud` is a string or a list; ID tokens carry `groups` and `amr` as
   lists of strings and `email_verified` as a boolean;
+- the other CI systems (see `ci-examples/<provider>/README.md` for each source): CircleCI's
+  claims are namespaced (`oidc.circleci.com/project-id`), strings except `context-ids` (a list)
+  and `ssh-rerun` (a boolean); Buildkite sends `build_number` as a number and `build_tag` and
+  `step_key` as a string or null; Bitbucket sends brace-wrapped UUID strings; Azure DevOps
+  sends string ids (`def_id` and `run_id` are left out: their type is not documented);
+  Jenkins' OIDC Provider plugin sends `build_number` as an integer by default;
 - types are compared as the matcher compares them (`conditions.py`): strictly, so a number is
   not a string and 1.5 is never an integer;
 - pure: a mapping and a provider in, messages out; values are shown cut short.
@@ -33,7 +39,8 @@ from typing import Final, Literal
 from exchanger.mappings.conditions import Condition, Operator, claim_label
 from exchanger.mappings.model import TrustMapping
 
-Provider = Literal["github", "gitlab", "kubernetes", "oidc"]
+Provider = Literal["github", "gitlab", "kubernetes", "oidc", "circleci", "buildkite",
+                   "bitbucket", "azure-devops", "jenkins"]
 PROVIDERS: Final[tuple[Provider, ...]] = typing.get_args(Provider)
 """Every provider kind, in order: what an issuer's `kind` in the config may say."""
 """Who issues a mapping's tokens: a CI system, a Kubernetes cluster, or a people IdP (OIDC)."""
@@ -59,6 +66,8 @@ STRINGS: Final = ClaimType(kinds=frozenset({"list"}), items="string",
                            described="a list of strings")
 OBJECTS: Final = ClaimType(kinds=frozenset({"list"}), items="object",
                            described="a list of objects")
+OPTIONAL_STRING: Final = ClaimType(kinds=frozenset({"string", "null"}),
+                                   described="a string or null")
 AUDIENCE: Final = ClaimType(kinds=frozenset({"string", "list"}), items="string",
                             described="a string or a list of strings")
 
@@ -105,10 +114,35 @@ KUBERNETES_CLAIMS: Final[Mapping[str, ClaimType]] = MappingProxyType({
                              secret=_NAMED, serviceaccount=_NAMED),
 })
 
+CIRCLECI_CLAIMS: Final[Mapping[str, ClaimType]] = MappingProxyType({
+    **_all(STRING, "oidc.circleci.com/project-id", "oidc.circleci.com/vcs-origin",
+           "oidc.circleci.com/vcs-ref"),
+    "oidc.circleci.com/context-ids": STRINGS, "oidc.circleci.com/ssh-rerun": BOOLEAN,
+})
+BUILDKITE_CLAIMS: Final[Mapping[str, ClaimType]] = MappingProxyType({
+    **_all(STRING, "organization_slug", "organization_id", "pipeline_slug", "pipeline_id",
+           "build_branch", "build_commit", "job_id", "agent_id", "build_source",
+           "runner_environment"),
+    "build_number": INTEGER, **_all(OPTIONAL_STRING, "build_tag", "step_key"),
+})
+BITBUCKET_CLAIMS: Final[Mapping[str, ClaimType]] = MappingProxyType(_all(
+    STRING, "accountUuid", "workspaceUuid", "repositoryUuid", "pipelineUuid", "stepUuid",
+    "deploymentEnvironmentUuid", "branchName",
+))
+AZURE_DEVOPS_CLAIMS: Final[Mapping[str, ClaimType]] = MappingProxyType(_all(
+    STRING, "org_id", "prj_id", "rpo_id", "rpo_uri", "rpo_ver", "rpo_ref",
+))
+JENKINS_CLAIMS: Final[Mapping[str, ClaimType]] = MappingProxyType({"build_number": INTEGER})
+
 _TABLES: Final[Mapping[Provider, tuple[Mapping[str, ClaimType], str]]] = MappingProxyType({
     "github": (GITHUB_CLAIMS, "GitHub Actions tokens"),
     "gitlab": (GITLAB_CLAIMS, "GitLab CI tokens"),
     "kubernetes": (KUBERNETES_CLAIMS, "Kubernetes service-account tokens"),
+    "circleci": (CIRCLECI_CLAIMS, "CircleCI tokens"),
+    "buildkite": (BUILDKITE_CLAIMS, "Buildkite tokens"),
+    "bitbucket": (BITBUCKET_CLAIMS, "Bitbucket Pipelines tokens"),
+    "azure-devops": (AZURE_DEVOPS_CLAIMS, "Azure DevOps tokens"),
+    "jenkins": (JENKINS_CLAIMS, "Jenkins OIDC Provider tokens"),
 })
 _SHARED: Final = ((JWT_CLAIMS, "JWTs"), (ID_TOKEN_CLAIMS, "ID tokens"))
 
@@ -193,7 +227,7 @@ def _equality_problem(condition: Condition, claim: ClaimType, head: str) -> str 
         return None
     if claim.kinds == {"list"}:
         return head + f"{condition.operator.value} can never match; use contains"
-    scalar = next(iter(sorted(claim.kinds - {"list", "object"})), "")
+    scalar = next(iter(sorted(claim.kinds - {"list", "object", "null"})), "")
     shown = ", ".join(f"{_shown(value)} ({_kind(value)})" for value in wrong)
     subject = ("equals " if condition.operator is Operator.EQUALS else "oneOf value"
                + ("s " if len(wrong) > 1 else " ")) + shown

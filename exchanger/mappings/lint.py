@@ -16,7 +16,13 @@ notes, pitfalls 2 to 6):
 - people mappings (ID tokens of an organisation's OIDC provider, `people.py`): `email`
   matched without `email_verified equals true`, and a constant `user`;
 - issuers whose audience is a provider default (`https://github.com/OWNER`), another relying
-  party's, the cluster API's, or shared with another issuer entry of the same URL.
+  party's, the cluster API's, or shared with another issuer entry of the same URL;
+- the other CI systems (CircleCI, Buildkite, Bitbucket Pipelines, Azure DevOps, Jenkins'
+  OIDC Provider plugin; sources in `ci-examples/<provider>/README.md`): a mapping that pins no
+  id of what it trusts (project, organization, repository, or for Jenkins the job in `sub`),
+  a claim a contributor chooses (a branch, a slug, a repository URL) without that id, a name
+  without its id (Buildkite slugs), a `sub` glob that leaves an identifying part open
+  (`organization:*:`, `org/O/project/*`, `/job/*/`), and the provider's default audience.
 
 Type errors (a condition that can never match its claim's known type) are not lints but
 errors of `mappings validate`: `check_types`, with the table in `claimtypes.py`.
@@ -32,7 +38,14 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from exchanger.mappings.claimtypes import Provider, type_errors
+from exchanger.mappings.claimtypes import (
+    AZURE_DEVOPS_CLAIMS,
+    BITBUCKET_CLAIMS,
+    CIRCLECI_CLAIMS,
+    PROVIDERS,
+    Provider,
+    type_errors,
+)
 from exchanger.mappings.conditions import Condition, Operator, claim_label
 from exchanger.mappings.model import TrustMapping
 from exchanger.mappings.people import (
@@ -61,14 +74,29 @@ GITLAB_ONLY_CLAIMS: Final = frozenset({
     "ref_path", "ref_protected", "environment_protected", "deployment_tier",
     "ci_config_ref_uri", "ci_config_sha", "project_visibility", "runner_id",
 })
+SHARED_CI_CLAIMS: Final = frozenset({"pipeline_id", "job_id"})
+"""Names both GitLab and Buildkite send: they decide only when nothing else does (GitLab)."""
+BUILDKITE_ONLY_CLAIMS: Final = frozenset({
+    "organization_slug", "organization_id", "pipeline_slug", "build_branch", "build_tag",
+    "build_commit", "step_key", "agent_id", "build_source",
+})
+OTHER_CI_CLAIMS: Final[tuple[tuple[Provider, frozenset[str]], ...]] = (
+    ("circleci", frozenset(CIRCLECI_CLAIMS)), ("buildkite", BUILDKITE_ONLY_CLAIMS),
+    ("bitbucket", frozenset(BITBUCKET_CLAIMS)), ("azure-devops", frozenset(AZURE_DEVOPS_CLAIMS)),
+)
+"""Claims only that CI system sends (Buildkite's `pipeline_id` and `job_id` are GitLab's names
+too, its `build_number` Jenkins'; Azure DevOps' `run_id` is GitHub's)."""
 NAME_WITHOUT_ID: Final[dict[Provider, tuple[tuple[str, str], ...]]] = {
     "github": (("repository", "repository_id"), ("repository_owner", "repository_owner_id")),
     "gitlab": (("project_path", "project_id"), ("namespace_path", "namespace_id")),
-    "kubernetes": (),
-    "oidc": (),
+    "buildkite": (("organization_slug", "organization_id"), ("pipeline_slug", "pipeline_id")),
 }
-_PROVIDERS: Final[dict[str, Provider]] = {
-    "github": "github", "gitlab": "gitlab", "kubernetes": "kubernetes", "oidc": "oidc"}
+ISSUER_WORDS: Final[tuple[tuple[str, Provider], ...]] = (
+    ("github", "github"), ("gitlab", "gitlab"), ("circleci", "circleci"),
+    ("buildkite", "buildkite"), ("bitbucket", "bitbucket"), ("azure-devops", "azure-devops"),
+    ("azuredevops", "azure-devops"),
+    ("jenkins", "jenkins"),
+)
 
 REPOSITORY_CLAIMS: Final = frozenset({"repository", "project_path", "namespace_path"})
 FORK_EVENT: Final = "pull_request_target"
@@ -86,18 +114,30 @@ def provider_of(mapping: TrustMapping, issuer: IssuerConfig | None) -> Provider 
         if known is not None:
             return known
     names = {condition.path[0] for condition in mapping.conditions}
+    return (_provider_from_claims(names) or _provider_from_name(mapping.issuer.lower())
+            or ("jenkins" if "build_number" in names else None))
+
+
+def _provider_from_claims(names: set[str]) -> Provider | None:
     if names & GITHUB_ONLY_CLAIMS:
         return "github"
-    if names & GITLAB_ONLY_CLAIMS:
+    if names & (GITLAB_ONLY_CLAIMS - SHARED_CI_CLAIMS):
+        return "gitlab"
+    for provider, claims in OTHER_CI_CLAIMS:
+        if names & claims:
+            return provider
+    if names & SHARED_CI_CLAIMS:
         return "gitlab"
     if "kubernetes.io" in names:
         return "kubernetes"
-    if names & PEOPLE_CLAIMS:
-        return "oidc"
-    for provider in ("github", "gitlab"):
-        if provider in mapping.issuer.lower():
+    return "oidc" if names & PEOPLE_CLAIMS else None
+
+
+def _provider_from_name(name: str) -> Provider | None:
+    for word, provider in ISSUER_WORDS:
+        if word in name:
             return provider
-    if any(word in mapping.issuer.lower() for word in PEOPLE_ISSUER_WORDS):
+    if any(word in name for word in PEOPLE_ISSUER_WORDS):
         return "oidc"
     return None
 
@@ -105,25 +145,41 @@ def provider_of(mapping: TrustMapping, issuer: IssuerConfig | None) -> Provider 
 def _provider_from_config(issuer: IssuerConfig) -> Provider | None:
     if isinstance(issuer.key_source, KubernetesCluster):
         return "kubernetes"
-    if issuer.kind in _PROVIDERS:
-        return _PROVIDERS[issuer.kind]
+    for provider in PROVIDERS:
+        if issuer.kind == provider:
+            return provider
     parts = urlsplit(issuer.url)
-    host = parts.hostname or ""
-    if is_people_host(host, parts.path):
+    host, path = parts.hostname or "", parts.path
+    if is_people_host(host, path):
         return "oidc"
-    if (host == "token.actions.githubusercontent.com" or parts.path.endswith("/_services/token")
+    if (host == "token.actions.githubusercontent.com" or path.endswith("/_services/token")
             or (host.startswith("token.actions.") and host.endswith(".ghe.com"))):
         return "github"
-    if "gitlab" in host:
-        return "gitlab"
-    return None
+    return _other_ci_host(host, path) or ("gitlab" if "gitlab" in host else None)
+
+
+def _other_ci_host(host: str, path: str) -> Provider | None:
+    """CircleCI `oidc.circleci.com/org/ID`, Buildkite `agent.buildkite.com`, Bitbucket
+    `api.bitbucket.org/2.0/workspaces/W/pipelines-config/identity/oidc`, Azure DevOps
+    `vstoken.dev.azure.com/ORG_ID`, and Jenkins' OIDC Provider plugin: `JENKINS_URL/oidc`
+    (or a folder's `.../oidc`), checked last as the least specific."""
+    if host == "oidc.circleci.com":
+        return "circleci"
+    if host == "agent.buildkite.com":
+        return "buildkite"
+    if host == "api.bitbucket.org" and path.endswith("/pipelines-config/identity/oidc"):
+        return "bitbucket"
+    if host == "vstoken.dev.azure.com":
+        return "azure-devops"
+    return "jenkins" if path.rstrip("/").endswith("/oidc") else None
 
 
 def lint_mapping(mapping: TrustMapping, issuer: IssuerConfig | None = None) -> list[str]:
     """Warnings about one valid mapping; `issuer` is its issuer's config when known."""
     provider = provider_of(mapping, issuer)
     warnings = [*_names_without_ids(mapping, provider), *_open_patterns(mapping, provider),
-                *lint_people(mapping, provider == "oidc")]
+                *lint_people(mapping, provider == "oidc"), *_unpinned_scope(mapping, provider),
+                *_chosen_without_id(mapping, provider)]
     if provider == "github":
         warnings += _events(mapping)
         warnings += _reusable_workflows(mapping)
@@ -144,7 +200,7 @@ def _names_without_ids(mapping: TrustMapping, provider: Provider | None) -> list
     if provider is None:
         return []
     claims, warnings = _claims(mapping), []
-    for name, identifier in NAME_WITHOUT_ID[provider]:
+    for name, identifier in NAME_WITHOUT_ID.get(provider, ()):
         if name in claims and identifier not in claims:
             warnings.append(f"{name} is matched without {identifier}: names can be deleted "
                             f"and registered again by someone else; add {identifier}")
@@ -198,6 +254,8 @@ def _open_patterns(mapping: TrustMapping, provider: Provider | None) -> list[str
 
 def _glob_problems(condition: Condition, provider: Provider | None) -> list[str]:
     glob, claim = str(condition.expected), condition.path
+    if claim == ("sub",) and provider in SUBJECT_PARTS:
+        return _open_subject_parts(glob, provider)
     if claim == ("sub",) and provider in ("github", "gitlab"):
         segments = glob.split(":")
         problems = []
@@ -277,6 +335,89 @@ def _class_crossings(items: Sequence[tuple[Any, Any]]) -> list[str]:
     return found
 
 
+# -- other CI systems -------------------------------------------------------------------------
+
+SCOPE_IDS: Final[dict[Provider, tuple[frozenset[str], str]]] = {
+    "circleci": (frozenset({"oidc.circleci.com/project-id"}),
+                 "every project of the CircleCI organization is admitted (the issuer is per "
+                 "organization); add oidc.circleci.com/project-id"),
+    "buildkite": (frozenset({"organization_id", "organization_slug"}),
+                  "jobs of every Buildkite organization are admitted (https://agent.buildkite"
+                  ".com is one issuer for all of them); add organization_id (request it with "
+                  "buildkite-agent oidc request-token --claim organization_id)"),
+    "bitbucket": (frozenset({"repositoryUuid"}),
+                  "every repository of the Bitbucket workspace is admitted (the issuer is per "
+                  "workspace); add repositoryUuid"),
+    "azure-devops": (frozenset({"prj_id", "rpo_id", "def_id"}),
+                     "every pipeline of the Azure DevOps organization is admitted (the issuer "
+                     "is per organization); add prj_id and rpo_id"),
+    "jenkins": (frozenset(),
+                "every job that can bind the id-token credential is admitted; add a sub "
+                "condition naming the job's URL"),
+}
+"""What pins a mapping to one project, organization, repository or job: one of these claims or
+a `sub` condition (whose glob `_open_subject_parts` judges)."""
+CHOSEN_BY_CONTRIBUTORS: Final[dict[Provider, tuple[tuple[str, str, str], ...]]] = {
+    "circleci": (
+        ("oidc.circleci.com/vcs-ref", "oidc.circleci.com/project-id",
+         "a ref anyone who can push creates, in any project of the organization"),
+        ("oidc.circleci.com/vcs-origin", "oidc.circleci.com/project-id",
+         "a repository URL: names can be registered again, and forks are other origins"),
+    ),
+    "buildkite": (
+        ("build_branch", "pipeline_id",
+         "a branch name chosen by whoever pushes or creates a build, in any pipeline"),
+    ),
+    "bitbucket": (
+        ("branchName", "repositoryUuid",
+         "a branch name anyone who can push chooses, in any repository of the workspace"),
+    ),
+    "azure-devops": (
+        ("rpo_ref", "rpo_id", "a ref anyone who can push chooses, in any repository"),
+        ("rpo_uri", "rpo_id", "a repository URL made of names that can be renamed and "
+         "registered again"),
+    ),
+}
+SUBJECT_PARTS: Final[dict[Provider, tuple[str, tuple[str, ...], tuple[int, ...]]]] = {
+    "circleci": ("/", ("org", "project"), ()),           # org/ID/project/ID/user/ID[/vcs-...]
+    "buildkite": (":", ("organization", "pipeline"), ()),  # organization:SLUG:pipeline:SLUG:...
+    "jenkins": ("/", ("job",), ()),                      # https://HOST/job/FOLDER/job/NAME/
+    "bitbucket": (":", (), (0,)),                        # {UUID}:...:{STEP_UUID}
+    "azure-devops": ("/", (), (2, 3, 4)),                # sc://ORG/PROJECT/CONNECTION
+}
+"""How each `sub` is split and which segments identify what is trusted: the one after a
+keyword, or at a position."""
+
+
+def _unpinned_scope(mapping: TrustMapping, provider: Provider | None) -> list[str]:
+    if provider not in SCOPE_IDS or _conditions_on(mapping, "sub"):
+        return []
+    identifiers, consequence = SCOPE_IDS[provider]
+    if _claims(mapping) & identifiers:
+        return []
+    return [f"no {' or '.join(sorted(identifiers)) or 'sub'} condition: {consequence}"]
+
+
+def _chosen_without_id(mapping: TrustMapping, provider: Provider | None) -> list[str]:
+    claims = _claims(mapping)
+    return [f"{claim} is matched without {identifier}: {why}; add {identifier}"
+            for claim, identifier, why in CHOSEN_BY_CONTRIBUTORS.get(provider or "oidc", ())
+            if claim in claims and identifier not in claims]
+
+
+def _open_subject_parts(glob: str, provider: Provider) -> list[str]:
+    separator, keywords, positions = SUBJECT_PARTS[provider]
+    segments = glob.split(separator)
+    named = [segments[at + 1] for at, segment in enumerate(segments[:-1]) if segment in keywords]
+    named += [segments[at] for at in positions if at < len(segments)]
+    open_parts = [part for part in named if _wild(part)]
+    if not open_parts:
+        return []
+    return [f"leaves an identifying part of sub open ({', '.join(open_parts)}): every "
+            "organization, project, pipeline, repository or job whose name fits is admitted, "
+            "new ones too; spell it out or match its id claim"]
+
+
 # -- events and workflows ------------------------------------------------------------------
 
 
@@ -328,6 +469,10 @@ def _audience_problems(issuer: IssuerConfig, issuers: Sequence[IssuerConfig]) ->
                 "https://iam.googleapis.com/"):
             problems.append(f"audience {audience!r} belongs to another relying party: a "
                             "token meant for it would be accepted here")
+        elif _default_audience(provider, issuer.url, audience):
+            problems.append(f"audience {audience!r} is {provider}'s default: every job gets "
+                            "it without asking for it, and other services accept it too; "
+                            "request a dedicated audience such as kubegate")
         elif provider == "kubernetes" and audience.startswith("https://kubernetes.default"):
             problems.append(f"audience {audience!r} is the cluster API's: any pod's default "
                             "token is accepted; use a dedicated audience such as kubegate")
@@ -338,3 +483,13 @@ def _audience_problems(issuer: IssuerConfig, issuers: Sequence[IssuerConfig]) ->
                             f"{', '.join(shared)} of the same URL: one token meets the "
                             "mappings of both; give each its own audience")
     return problems
+
+
+def _default_audience(provider: Provider | None, url: str, audience: str) -> bool:
+    """CircleCI: the organization id (the issuer's last segment); Buildkite:
+    `https://buildkite.com/ORG_SLUG`; Bitbucket: `ari:cloud:bitbucket::workspace/UUID`."""
+    if provider == "circleci":
+        return audience == url.rstrip("/").rpartition("/")[2]
+    if provider == "buildkite":
+        return audience.startswith("https://buildkite.com/")
+    return provider == "bitbucket" and audience.startswith("ari:cloud:bitbucket::workspace/")

@@ -10,6 +10,11 @@
   credential on disk is the cache entry in RUNNER_TEMP, which the runner empties.
 - The GitLab template's before_script, the sample job's script and the after_script run with
   /bin/sh as a GitLab runner would, with KUBEGATE_ID_TOKEN from the local GitLab issuer.
+- CircleCI, Buildkite, Bitbucket Pipelines, Azure DevOps and Jenkins (OIDC Provider plugin):
+  each example's kubegate script runs with /bin/sh, its token command stubbed to print a token
+  of that provider's shape from a local issuer; the example's mapping admits it against a real
+  exchanger and refuses near misses (another branch, project, pipeline or job), and validates
+  without findings.
 - Every in-cluster pod spec (plain Job, Tekton Task, Argo Workflow, Jenkins pod template)
   passes server-side dry-run in a namespace that enforces the `restricted` Pod Security
   level. Tekton and Argo CRDs are not installed here: the pod each would create is built from
@@ -24,6 +29,7 @@ import copy
 import json
 import os
 import re
+import shlex
 import stat
 import subprocess
 import sys
@@ -36,7 +42,10 @@ from typing import Any
 import pytest
 import yaml
 
+from kubegate.cli import main as kubegate_main
+from kubegate.commands.exchange import add_arguments as add_exchange_arguments
 from kubegate.commands.sidecar import add_arguments as add_sidecar_arguments
+from tests.support.ci_issuers import CIIssuer
 from tests.support.controlplane import ControlPlane
 from tests.support.fixtures_exchanger import StartExchanger, TestExchanger, cluster_entry
 from tests.support.kube import Cluster, Kubectl
@@ -525,3 +534,214 @@ def test_each_example_runs_the_sidecar_natively_with_its_real_flags(example: str
     where = [(EXAMPLES / "jenkins" / "pod-template.yaml").read_text()] if example == "jenkins" \
         else [json.dumps(container) for container in spec["containers"]]
     assert all("--server=http://127.0.0.1:8001" in text for text in where)
+
+
+# -- other CI systems: CircleCI, Buildkite, Bitbucket, Azure DevOps, Jenkins (OIDC plugin) ------
+#
+# Each example folder holds the provider's pipeline file, the platform team's TrustMapping
+# (mapping.yaml) and the exchanger's issuer entry (issuer.yaml). The pipeline's kubegate script
+# runs with /bin/sh as the provider's runner would, the provider's token command replaced by a
+# stub on PATH that checks its arguments and prints a token from the local issuer of that
+# provider (tests/support/ci_issuers.py); the exchanger trusts that issuer with the example's
+# issuer entry (its URL, CA and kind swapped for the local ones) and the example's mapping.
+
+CI_FOLDERS = {"circleci": EXAMPLES / "circleci", "buildkite": EXAMPLES / "buildkite",
+              "bitbucket": EXAMPLES / "bitbucket", "azure-devops": EXAMPLES / "azure-devops",
+              "jenkins": EXAMPLES / "jenkins" / "oidc-provider"}
+JENKINS_URL = "https://jenkins.example.com"
+_STUB = """#!/bin/sh
+# {name} stub: prints the job's token when called exactly as the example calls it
+[ "$*" = {expected} ] || {{ echo "{name}: unexpected arguments: $*" >&2; exit 2; }}
+printf '%s\\n' {output}
+"""
+TOKEN_STUBS = {
+    "circleci": ("circleci", """'run oidc get --claims {"aud": "kubegate"}'""",
+                 '"$TEST_ID_TOKEN"'),
+    "buildkite": ("buildkite-agent", "'oidc request-token --audience kubegate --claim "
+                  "organization_id --claim pipeline_id'", '"$TEST_ID_TOKEN"'),
+    "azure-devops": ("curl", '"-sSf -X POST -H Authorization: Bearer $SYSTEM_ACCESSTOKEN -H '
+                     'Content-Type: application/json $SYSTEM_OIDCREQUESTURI?api-version='
+                     '7.1-preview.1"', '"{\\"oidcToken\\": \\"$TEST_ID_TOKEN\\"}"'),
+}
+
+
+def ci_pipeline_script(provider: str) -> str:
+    """The kubegate part of the example's pipeline file, as the runner's shell gets it."""
+    folder = CI_FOLDERS[provider]
+    if provider == "circleci":
+        steps = yaml.safe_load((folder / "config.yml").read_text())["jobs"]["deploy"]["steps"]
+        return str(next(s["run"]["command"] for s in steps
+                        if isinstance(s, dict) and "run" in s))
+    if provider == "buildkite":
+        (step,) = yaml.safe_load((folder / "pipeline.yml").read_text())["steps"]
+        return str(step["command"]).replace("$$", "$")  # the agent's upload interpolation
+    if provider == "bitbucket":
+        pipeline = yaml.safe_load((folder / "bitbucket-pipelines.yml").read_text())
+        (entry,) = pipeline["pipelines"]["branches"]["main"]
+        return "\n".join(entry["step"]["script"])
+    if provider == "azure-devops":
+        (step,) = yaml.safe_load((folder / "azure-pipelines.yml").read_text())["steps"]
+        return str(step["bash"])
+    (script,) = re.findall(r"sh '''\n(.*?)'''", (folder / "Jenkinsfile").read_text(), re.S)
+    return str(script)
+
+
+def ci_pipeline_environment(provider: str) -> dict[str, str]:
+    """Variables the pipeline file sets for the kubegate script."""
+    folder = CI_FOLDERS[provider]
+    if provider == "circleci":
+        return yaml.safe_load((folder / "config.yml").read_text())["jobs"]["deploy"][
+            "environment"]  # type: ignore[no-any-return]
+    if provider == "buildkite":
+        (step,) = yaml.safe_load((folder / "pipeline.yml").read_text())["steps"]
+        return step["env"]  # type: ignore[no-any-return]
+    if provider == "azure-devops":
+        return yaml.safe_load((folder / "azure-pipelines.yml").read_text())[
+            "variables"]  # type: ignore[no-any-return]
+    if provider == "jenkins":
+        text = (folder / "Jenkinsfile").read_text()
+        return dict(re.findall(r"^\s+(KUBEGATE_\w+) = '([^']*)'$", text, re.M))
+    return {}  # Bitbucket: the script exports its own
+
+
+def ci_example_mapping(provider: str, *, namespace: str, issuer_url: str) -> dict[str, Any]:
+    """The example's mapping, granting in the test cluster's namespace (and, for Jenkins, the
+    local controller's job URL)."""
+    text = (CI_FOLDERS[provider] / "mapping.yaml").read_text()
+    if provider == "jenkins":
+        text = text.replace(JENKINS_URL, issuer_url.removesuffix("/oidc"))
+    document = yaml.safe_load(text)
+    document["spec"]["grant"] |= {"cluster": "test", "namespace": namespace}
+    return document  # type: ignore[no-any-return]
+
+
+def ci_example_issuer(provider: str, issuer: CIIssuer) -> dict[str, Any]:
+    (entry,) = yaml.safe_load((CI_FOLDERS[provider] / "issuer.yaml").read_text())
+    assert entry["kind"] == provider and entry["name"] == provider
+    return entry | {"url": issuer.url, "caFile": str(issuer.ca_path)}  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def ci_target(cluster: Cluster, control_plane: ControlPlane,
+              start_test_exchanger: StartExchanger, ci_issuers: dict[str, CIIssuer]) -> Target:
+    web = cluster.create_namespace("web")
+    cluster.create_service_account(web, "deployer")
+    cluster.create_role(web, "pod-reader", POD_READER)
+    cluster.bind_role(web, "pod-reader", service_account=(web, "deployer"))
+    mappings = yaml.safe_dump_all([ci_example_mapping(p, namespace=web, issuer_url=i.url)
+                                   for p, i in sorted(ci_issuers.items())])
+    exchanger = start_test_exchanger(
+        issuers=[ci_example_issuer(p, i) for p, i in sorted(ci_issuers.items())],
+        clusters=[cluster_entry(control_plane)], mappings=mappings)
+    return Target(exchanger=exchanger, namespace=web)
+
+
+def run_ci_script(provider: str, token: str, target: Target, control_plane: ControlPlane,
+                  ca: Path, folder: Path) -> subprocess.CompletedProcess[str]:
+    """The example's kubegate script as the provider's runner runs it, with `token` as what
+    the provider hands the job."""
+    stubs = folder / "bin"
+    stubs.mkdir(parents=True, exist_ok=True)
+    if provider in TOKEN_STUBS:
+        name, expected, output = TOKEN_STUBS[provider]
+        (stubs / name).write_text(_STUB.format(name=name, expected=expected, output=output))
+        (stubs / name).chmod(0o755)
+    (folder / "tmp").mkdir(exist_ok=True)
+    (folder / "ca.pem").write_text(target.ca_pem)
+    env = base_environment(control_plane, folder, ca) | ci_pipeline_environment(provider) | {
+        "KUBEGATE_SERVER": target.exchanger.target, "KUBEGATE_CA": target.ca_pem,
+        "TMPDIR": str(folder / "tmp"), "TEST_ID_TOKEN": token,
+        # what each runtime hands the job
+        "CIRCLECI": "true", "BUILDKITE": "true", "BITBUCKET_STEP_OIDC_TOKEN": token,
+        "SYSTEM_ACCESSTOKEN": "system-access-token",
+        "SYSTEM_OIDCREQUESTURI": "https://dev.azure.com/contoso/_apis/oidctoken",
+        "KUBEGATE_ID_TOKEN": token, "KUBEGATE_CA_FILE": str(folder / "ca.pem")}
+    if provider != "jenkins":  # withCredentials binds these two only on Jenkins
+        del env["KUBEGATE_ID_TOKEN"], env["KUBEGATE_CA_FILE"]
+    env["PATH"] = f"{stubs}{os.pathsep}{env['PATH']}"
+    return subprocess.run(["/bin/sh", "-e", "-c", ci_pipeline_script(provider)], env=env,
+                          capture_output=True, text=True, timeout=120, check=False,
+                          cwd=folder)
+
+
+def ci_token(provider: str, issuer: CIIssuer, variant: str | None = None) -> str:
+    (audience,) = yaml.safe_load((CI_FOLDERS[provider] / "issuer.yaml").read_text())[0][
+        "audiences"]
+    return issuer.mint(issuer.job(variant), audience=audience)
+
+
+@pytest.mark.parametrize("provider", sorted(CI_FOLDERS))
+def test_each_ci_example_admits_its_job_and_refuses_near_misses(
+        provider: str, ci_target: Target, ci_issuers: dict[str, CIIssuer],
+        control_plane: ControlPlane, tmp_path: Path) -> None:
+    issuer = ci_issuers[provider]
+    allowed = run_ci_script(provider, ci_token(provider, issuer), ci_target, control_plane,
+                            issuer.ca_path, tmp_path / "job")
+    output = allowed.stdout + allowed.stderr
+    assert allowed.returncode == 0, output
+    assert f"system:serviceaccount:{ci_target.namespace}:deployer" in output
+    assert JWT.findall(output) == []
+    for variant in issuer.shape.variants:
+        refused = run_ci_script(provider, ci_token(provider, issuer, variant), ci_target,
+                                control_plane, issuer.ca_path, tmp_path / variant)
+        assert refused.returncode != 0, variant
+        assert "denied: PERMISSION_DENIED ROLE_NOT_ALLOWED" in refused.stderr, variant
+    decisions = [d["decision"] for d in ci_target.exchanger.decisions()]
+    assert decisions == ["allow", *["deny"] * len(issuer.shape.variants)]
+
+
+@pytest.mark.parametrize("provider", sorted(CI_FOLDERS))
+def test_each_ci_example_runs_kubegate_exchange_with_its_real_flags(provider: str) -> None:
+    (line,) = [line.strip() for line in ci_pipeline_script(provider).splitlines()
+               if line.strip().startswith("kubegate exchange ")]
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    add_exchange_arguments(parser)
+    flags = parser.parse_args(shlex.split(line)[2:])
+    assert flags.token_env == "KUBEGATE_ID_TOKEN"
+    assert flags.server == "$KUBEGATE_SERVER" and flags.role == "$KUBEGATE_ROLE"
+    assert flags.exec_kubeconfig and flags.ca_file
+    role = ci_pipeline_environment(provider).get("KUBEGATE_ROLE") or re.search(
+        r"KUBEGATE_ROLE=(\S+)", ci_pipeline_script(provider)).group(1)  # type: ignore[union-attr]
+    assert role == yaml.safe_load((CI_FOLDERS[provider] / "mapping.yaml").read_text())[
+        "metadata"]["name"]
+
+
+def test_the_pipeline_files_ask_their_provider_for_a_kubegate_token() -> None:
+    bitbucket = yaml.safe_load((CI_FOLDERS["bitbucket"] / "bitbucket-pipelines.yml").read_text())
+    (entry,) = bitbucket["pipelines"]["branches"]["main"]
+    assert entry["step"]["oidc"] == {"audiences": ["kubegate"]}
+    jenkinsfile = (CI_FOLDERS["jenkins"] / "Jenkinsfile").read_text()
+    assert "string(credentialsId: 'kubegate-id-token', variable: 'KUBEGATE_ID_TOKEN')" in \
+        jenkinsfile
+    azure = yaml.safe_load((CI_FOLDERS["azure-devops"] / "azure-pipelines.yml").read_text())
+    assert azure["steps"][0]["env"] == {"SYSTEM_ACCESSTOKEN": "$(System.AccessToken)"}
+    circleci = yaml.safe_load((CI_FOLDERS["circleci"] / "config.yml").read_text())
+    assert circleci["workflows"]["deploy"]["jobs"][0]["deploy"]["context"] == "kubegate"
+
+
+def validate(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str]]:
+    capsys.readouterr()
+    status = kubegate_main(["mappings", "validate", "--strict", *args])
+    return status, capsys.readouterr().out.splitlines()
+
+
+@pytest.mark.parametrize("provider", sorted(CI_FOLDERS))
+def test_each_ci_example_mapping_validates_without_findings(
+        provider: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    mapping = CI_FOLDERS[provider] / "mapping.yaml"
+    status, out = validate(capsys, str(mapping))
+    assert (status, [line for line in out if ": warning: " in line or ": error: " in line]) \
+        == (0, [])
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "listen": "127.0.0.1:8443", "selfIssued": {"listen": "127.0.0.1:8444"},
+        "issuers": yaml.safe_load((CI_FOLDERS[provider] / "issuer.yaml").read_text()),
+        "clusters": [{"name": "prod", "server": "https://10.0.0.1:6443",
+                      "backend": "selfIssued"}]}))
+    status, out = validate(capsys, "--config", str(config), str(mapping))
+    findings = [line for line in out if ": warning: " in line or ": error: " in line]
+    if provider == "azure-devops":  # its audience cannot be chosen: the warning stays
+        assert len(findings) == 1 and "api://AzureADTokenExchange' belongs to another " \
+            "relying party" in findings[0], findings
+    else:
+        assert (status, findings) == (0, [])
