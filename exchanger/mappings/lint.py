@@ -38,6 +38,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from exchanger.mappings.ci_lints import (
+    SUBJECT_PARTS,
+    chosen_without_id,
+    claim_names,
+    open_subject_parts,
+    unpinned_scope,
+)
 from exchanger.mappings.claimtypes import (
     AZURE_DEVOPS_CLAIMS,
     BITBUCKET_CLAIMS,
@@ -178,8 +185,8 @@ def lint_mapping(mapping: TrustMapping, issuer: IssuerConfig | None = None) -> l
     """Warnings about one valid mapping; `issuer` is its issuer's config when known."""
     provider = provider_of(mapping, issuer)
     warnings = [*_names_without_ids(mapping, provider), *_open_patterns(mapping, provider),
-                *lint_people(mapping, provider == "oidc"), *_unpinned_scope(mapping, provider),
-                *_chosen_without_id(mapping, provider)]
+                *lint_people(mapping, provider == "oidc"), *unpinned_scope(mapping, provider),
+                *chosen_without_id(mapping, provider)]
     if provider == "github":
         warnings += _events(mapping)
         warnings += _reusable_workflows(mapping)
@@ -193,7 +200,7 @@ def check_types(mapping: TrustMapping, issuer: IssuerConfig | None = None) -> li
 
 
 def _claims(mapping: TrustMapping) -> set[str]:
-    return {c.path[0] for c in mapping.conditions if len(c.path) == 1}
+    return claim_names(mapping)
 
 
 def _names_without_ids(mapping: TrustMapping, provider: Provider | None) -> list[str]:
@@ -255,7 +262,7 @@ def _open_patterns(mapping: TrustMapping, provider: Provider | None) -> list[str
 def _glob_problems(condition: Condition, provider: Provider | None) -> list[str]:
     glob, claim = str(condition.expected), condition.path
     if claim == ("sub",) and provider in SUBJECT_PARTS:
-        return _open_subject_parts(glob, provider)
+        return open_subject_parts(glob, provider)
     if claim == ("sub",) and provider in ("github", "gitlab"):
         segments = glob.split(":")
         problems = []
@@ -333,89 +340,6 @@ def _class_crossings(items: Sequence[tuple[Any, Any]]) -> list[str]:
         elif str(op) == "CATEGORY" and str(value) in _CROSSING_CATEGORIES:
             found.append(_CROSSING_CATEGORIES[str(value)])
     return found
-
-
-# -- other CI systems -------------------------------------------------------------------------
-
-SCOPE_IDS: Final[dict[Provider, tuple[frozenset[str], str]]] = {
-    "circleci": (frozenset({"oidc.circleci.com/project-id"}),
-                 "every project of the CircleCI organization is admitted (the issuer is per "
-                 "organization); add oidc.circleci.com/project-id"),
-    "buildkite": (frozenset({"organization_id", "organization_slug"}),
-                  "jobs of every Buildkite organization are admitted (https://agent.buildkite"
-                  ".com is one issuer for all of them); add organization_id (request it with "
-                  "buildkite-agent oidc request-token --claim organization_id)"),
-    "bitbucket": (frozenset({"repositoryUuid"}),
-                  "every repository of the Bitbucket workspace is admitted (the issuer is per "
-                  "workspace); add repositoryUuid"),
-    "azure-devops": (frozenset({"prj_id", "rpo_id", "def_id"}),
-                     "every pipeline of the Azure DevOps organization is admitted (the issuer "
-                     "is per organization); add prj_id and rpo_id"),
-    "jenkins": (frozenset(),
-                "every job that can bind the id-token credential is admitted; add a sub "
-                "condition naming the job's URL"),
-}
-"""What pins a mapping to one project, organization, repository or job: one of these claims or
-a `sub` condition (whose glob `_open_subject_parts` judges)."""
-CHOSEN_BY_CONTRIBUTORS: Final[dict[Provider, tuple[tuple[str, str, str], ...]]] = {
-    "circleci": (
-        ("oidc.circleci.com/vcs-ref", "oidc.circleci.com/project-id",
-         "a ref anyone who can push creates, in any project of the organization"),
-        ("oidc.circleci.com/vcs-origin", "oidc.circleci.com/project-id",
-         "a repository URL: names can be registered again, and forks are other origins"),
-    ),
-    "buildkite": (
-        ("build_branch", "pipeline_id",
-         "a branch name chosen by whoever pushes or creates a build, in any pipeline"),
-    ),
-    "bitbucket": (
-        ("branchName", "repositoryUuid",
-         "a branch name anyone who can push chooses, in any repository of the workspace"),
-    ),
-    "azure-devops": (
-        ("rpo_ref", "rpo_id", "a ref anyone who can push chooses, in any repository"),
-        ("rpo_uri", "rpo_id", "a repository URL made of names that can be renamed and "
-         "registered again"),
-    ),
-}
-SUBJECT_PARTS: Final[dict[Provider, tuple[str, tuple[str, ...], tuple[int, ...]]]] = {
-    "circleci": ("/", ("org", "project"), ()),           # org/ID/project/ID/user/ID[/vcs-...]
-    "buildkite": (":", ("organization", "pipeline"), ()),  # organization:SLUG:pipeline:SLUG:...
-    "jenkins": ("/", ("job",), ()),                      # https://HOST/job/FOLDER/job/NAME/
-    "bitbucket": (":", (), (0,)),                        # {UUID}:...:{STEP_UUID}
-    "azure-devops": ("/", (), (2, 3, 4)),                # sc://ORG/PROJECT/CONNECTION
-}
-"""How each `sub` is split and which segments identify what is trusted: the one after a
-keyword, or at a position."""
-
-
-def _unpinned_scope(mapping: TrustMapping, provider: Provider | None) -> list[str]:
-    if provider not in SCOPE_IDS or _conditions_on(mapping, "sub"):
-        return []
-    identifiers, consequence = SCOPE_IDS[provider]
-    if _claims(mapping) & identifiers:
-        return []
-    return [f"no {' or '.join(sorted(identifiers)) or 'sub'} condition: {consequence}"]
-
-
-def _chosen_without_id(mapping: TrustMapping, provider: Provider | None) -> list[str]:
-    claims = _claims(mapping)
-    return [f"{claim} is matched without {identifier}: {why}; add {identifier}"
-            for claim, identifier, why in CHOSEN_BY_CONTRIBUTORS.get(provider or "oidc", ())
-            if claim in claims and identifier not in claims]
-
-
-def _open_subject_parts(glob: str, provider: Provider) -> list[str]:
-    separator, keywords, positions = SUBJECT_PARTS[provider]
-    segments = glob.split(separator)
-    named = [segments[at + 1] for at, segment in enumerate(segments[:-1]) if segment in keywords]
-    named += [segments[at] for at in positions if at < len(segments)]
-    open_parts = [part for part in named if _wild(part)]
-    if not open_parts:
-        return []
-    return [f"leaves an identifying part of sub open ({', '.join(open_parts)}): every "
-            "organization, project, pipeline, repository or job whose name fits is admitted, "
-            "new ones too; spell it out or match its id claim"]
 
 
 # -- events and workflows ------------------------------------------------------------------
