@@ -29,8 +29,11 @@ from kubegate.cli import SUBCOMMANDS
 REPO = Path(__file__).resolve().parents[3]
 PACKAGES = ("kubegate", "exchanger", "sidecar")
 IMAGE = "ghcr.io/kubegate/kubegate"
-MANIFESTS = sorted([*(REPO / "deploy").rglob("*.yaml"), *(REPO / "ci-examples").rglob("*.yaml"),
-                    *(REPO / "ci-examples").rglob("*.yml")])
+HELM_TEMPLATES = REPO / "deploy" / "helm"  # Go templates, not YAML: tests/integration renders them
+MANIFESTS = sorted(path for path in [
+    *(REPO / "deploy").rglob("*.yaml"), *(REPO / "ci-examples").rglob("*.yaml"),
+    *(REPO / "ci-examples").rglob("*.yml")]
+    if not (path.is_relative_to(HELM_TEMPLATES) and path.parent.name == "templates"))
 
 
 # -- the wheel ---------------------------------------------------------------------------------
