@@ -8,6 +8,11 @@ exchange refused, so nothing is issued unrecorded. A grant that takes its user o
 claims is resolved right after matching, before the backend is called, so the audit line and
 the credential carry the same names; a claim the token cannot supply is a denial
 (GRANT_CLAIM_UNUSABLE, naming the claim but never its value), audited like any other.
+
+Each exchange is one trace (`exchanger.tracing`, a no-op unless tracing is set up): a span
+`exchange` with the issuer, mapping, decision, reason and session id, and a child span per
+step (`verify`, `match`, `issue`, `audit`); its trace id is in the audit line and, with the
+session id once issued, in every log line written during the exchange (`request_scope`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from exchanger import tracing
 from exchanger.audit.log import AuditSink
 from exchanger.audit.record import Caller, GrantRecord, allow_record, deny_record
 from exchanger.backends.base import MIN_LIFETIME, CredentialBackend, IssuedCredential, IssueRequest
@@ -26,6 +32,7 @@ from exchanger.identity import Identity
 from exchanger.mappings.model import Grant, TrustMapping
 from exchanger.verify.compact import parse_compact
 from kubegate.errors import InvalidRequestError, KubegateError, PermissionDeniedError
+from kubegate.logformat import request_scope, set_session_id
 
 log = logging.getLogger(__name__)
 
@@ -138,55 +145,69 @@ class Exchanger:
 
     def exchange(self, request: ExchangeInput) -> tuple[IssuedCredential, TrustMapping]:
         started = self._clock()
-        state = _Progress()
-        try:
-            credential, mapping = self._exchange(request, state)
-        except KubegateError as error:
-            self._deny(request, state, error)
-            self._observe("deny", error.reason, started)
-            raise
+        with tracing.span("exchange") as root, request_scope(root.trace_id):
+            state = _Progress(trace_id=root.trace_id)
+            try:
+                credential, mapping = self._exchange(request, state)
+            except KubegateError as error:
+                root.set(**state.summary("deny", error.reason))
+                log.debug("exchange denied: %s", error.reason)
+                self._deny(request, state, error)
+                self._observe("deny", error.reason, started)
+                raise
+            root.set(**state.summary("allow", "OK"), session_id=credential.session_id)
+            log.debug("exchange allowed: mapping %s", mapping.name)
         self._observe("allow", "OK", started)
         return credential, mapping
 
     def refuse(self, request: ExchangeInput, error: KubegateError) -> None:
         """Record and count a request refused before it could be read (a message that does not
         parse): the same audit line and metrics as any other denial. The caller raises."""
-        self._deny(request, _Progress(), error)
+        with tracing.span("exchange", decision="deny", reason=error.reason) as root, \
+                request_scope(root.trace_id):
+            self._deny(request, _Progress(trace_id=root.trace_id), error)
         self._observe("deny", error.reason, self._clock())
 
     def _exchange(self, request: ExchangeInput,
                   state: _Progress) -> tuple[IssuedCredential, TrustMapping]:
         check_input(request)
-        state.identity = identity = self._verifier.verify(request.subject_token)
+        with tracing.span("verify"):
+            state.identity = identity = self._verifier.verify(request.subject_token)
         if self._limiter is not None:
             self._limiter.check(identity)
-        state.mapping = mapping = self._mappings.match(identity, request.role or None)
-        grant = mapping.grant.resolve(identity.claims)  # GRANT_CLAIM_UNUSABLE: denied
-        lifetime = granted_lifetime(request.requested_lifetime, grant)
-        audiences = granted_audiences(request.audiences, grant)
-        state.grant = grant_record(grant, lifetime, audiences)
-        backend = self._backends.get(grant.cluster)
-        if backend is None:
-            raise PermissionDeniedError(
-                "UNKNOWN_CLUSTER", f"mapping {mapping.name} names cluster {grant.cluster!r}, "
-                "which is not configured")
-        credential = backend.issue(IssueRequest(
-            identity=identity, mapping=mapping.name, grant=grant, lifetime=lifetime,
-            audiences=audiences, session_id=self._new_session_id(),
-        ))
-        state.grant = grant_record(grant, credential.expires_at - int(self._clock()), audiences)
-        self._allow(request, identity, mapping, state.grant, credential, backend)
+        with tracing.span("match"):
+            state.mapping = mapping = self._mappings.match(identity, request.role or None)
+            grant = mapping.grant.resolve(identity.claims)  # GRANT_CLAIM_UNUSABLE: denied
+            lifetime = granted_lifetime(request.requested_lifetime, grant)
+            audiences = granted_audiences(request.audiences, grant)
+            state.grant = grant_record(grant, lifetime, audiences)
+        with tracing.span("issue"):
+            backend = self._backends.get(grant.cluster)
+            if backend is None:
+                raise PermissionDeniedError(
+                    "UNKNOWN_CLUSTER", f"mapping {mapping.name} names cluster "
+                    f"{grant.cluster!r}, which is not configured")
+            credential = backend.issue(IssueRequest(
+                identity=identity, mapping=mapping.name, grant=grant, lifetime=lifetime,
+                audiences=audiences, session_id=self._new_session_id(),
+            ))
+        set_session_id(credential.session_id)
+        state.grant = issued = grant_record(grant, credential.expires_at - int(self._clock()),
+                                            audiences)
+        with tracing.span("audit"):
+            self._allow(request, identity, mapping, issued, credential, backend,
+                        trace_id=state.trace_id)
         return credential, mapping
 
     def _allow(self, request: ExchangeInput, identity: Identity, mapping: TrustMapping,
                grant: GrantRecord, credential: IssuedCredential,
-               backend: CredentialBackend) -> None:
+               backend: CredentialBackend, *, trace_id: str) -> None:
         record = allow_record(
             now=self._now(), caller=_caller(identity), issuer=identity.issuer,
             mapping=mapping.name, grant=grant, token_id=credential.token_id,
             session_id=credential.session_id, role=request.role, peer=request.peer,
             expires_at=datetime.datetime.fromtimestamp(credential.expires_at, datetime.UTC),
-            detail=f"bound to {credential.bound_to}",
+            detail=f"bound to {credential.bound_to}", trace_id=trace_id,
         )
         try:
             self._audit.append(record)
@@ -205,10 +226,11 @@ class Exchanger:
             caller=_caller(identity) if identity else unverified_caller(request.subject_token),
             issuer=identity.issuer if identity else "", role=request.role,
             mapping=state.mapping.name if state.mapping else "", grant=state.grant,
-            peer=request.peer,
+            peer=request.peer, trace_id=state.trace_id,
         )
         try:
-            self._audit.append(record)
+            with tracing.span("audit"):
+                self._audit.append(record)
         except KubegateError as audit_error:
             log.error("audit log unavailable, denial not recorded: %s", audit_error.reason)
 
@@ -225,9 +247,16 @@ class Exchanger:
 class _Progress:
     """How far an exchange got, for the audit line of a denial."""
 
+    trace_id: str = ""
     identity: Identity | None = None
     mapping: TrustMapping | None = None
     grant: GrantRecord | None = None
+
+    def summary(self, decision: str, reason: str) -> dict[str, str]:
+        """The exchange span's attributes: names and the outcome, never a claim value."""
+        return {"issuer": self.identity.issuer if self.identity else "",
+                "mapping": self.mapping.name if self.mapping else "",
+                "decision": decision, "reason": reason}
 
 
 def _caller(identity: Identity) -> Caller:

@@ -27,6 +27,7 @@ from kubegate.client.settings import ExchangeSettings, read_exchange_settings
 from kubegate.configread import FlagsOrEnv
 from kubegate.errors import ConfigError
 from kubegate.http.hosts import HostPolicy
+from kubegate.logformat import LOG_FORMATS, LogFormat
 from kubegate.socketapi import DEFAULT_SOCKET_PATH
 from sidecar.refresh import RefreshPolicy
 
@@ -58,6 +59,7 @@ class SidecarConfig:
     once: bool = False
     kubeconfig: Path | None = None
     log_level: str = "INFO"
+    log_format: LogFormat = "text"  # stderr lines: text, or JSON lines (kubegate.logformat)
     proxy: ProxyLimits = field(default_factory=lambda: ProxyLimits())
 
     @property
@@ -81,7 +83,8 @@ def load_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Sidecar
         policy=_policy(values), exchange_timeout=values.duration("exchange-timeout", 3.0,
                                                                  minimum=0.1),
         plugin_command=_plugin_command(values), once=once, kubeconfig=kubeconfig,
-        log_level=_log_level(values), proxy=_proxy_limits(values))
+        log_level=_log_level(values), log_format=_log_format(values),
+        proxy=_proxy_limits(values))
     if values.problems:
         raise ConfigError(values.problems)
     return config
@@ -192,6 +195,15 @@ def _log_level(values: FlagsOrEnv) -> str:
         values.problem("log-level", f"expected DEBUG, INFO, WARNING or ERROR, got {level!r}")
         return "INFO"
     return level
+
+
+def _log_format(values: FlagsOrEnv) -> LogFormat:
+    text = values.text("log-format", "text").lower()
+    if text == "json":
+        return "json"
+    if text != "text":
+        values.problem("log-format", f"expected {' or '.join(LOG_FORMATS)}, got {text!r}")
+    return "text"
 
 
 def _fraction(values: FlagsOrEnv, flag: str, default: float, *, allow_zero: bool) -> float:

@@ -18,7 +18,8 @@ Rules of this module:
   an exchanger issuing credentials the API server refuses is not called in a loop; a refusal
   of an older credential than the cached one is ignored;
 - one log line per change of condition, not per retry; one per successful refresh. No token,
-  and no traceback, in any of them.
+  and no traceback, in any of them. Lines written during an attempt are in its request scope
+  (`kubegate.logformat`): a JSON line carries the new credential's session id.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Protocol
 from kubegate.client.rpc import ExchangeError
 from kubegate.client.sources import SubjectTokenError, SubjectTokenSource
 from kubegate.credential import Credential
+from kubegate.logformat import request_scope, set_session_id
 from kubegate.workers import BackgroundWorker
 from sidecar.refresh import RefreshPolicy, backoff_delay, may_serve, refresh_at, serve_until
 
@@ -193,6 +195,10 @@ class CredentialKeeper:
     # -- one attempt --------------------------------------------------------------------
 
     def _attempt(self, now: float) -> None:
+        with request_scope():
+            self._attempt_in_scope(now)
+
+    def _attempt_in_scope(self, now: float) -> None:
         # taken before reading: if the token rotates in between, the next poll sees a change
         fingerprint = self._source.fingerprint()
         try:
@@ -222,6 +228,7 @@ class CredentialKeeper:
         return _Failure(status=status, key=f"transient:{key}", message=message, result=result)
 
     def _succeeded(self, now: float, credential: Credential) -> None:
+        set_session_id(credential.session_id)
         if credential.expires_at - now <= self._policy.min_remaining:
             self._failed(now, self._transient(
                 f"the exchanger issued a credential that expires in "

@@ -11,19 +11,22 @@ Rules of this module:
   it could not be written, a torn tail moved aside at start); it has status `""` and its
   facts in `note`, a key only notes carry, so allow and deny lines keep their shape;
 - times are RFC 3339 in UTC (`2025-01-02T03:04:05.000006Z`), computed from an injected `now`;
+- `trace_id` is the exchange's trace (32 lowercase hex digits) when tracing is on, else "";
+  lines written before the field existed lack the key, and still verify (the chain hashes
+  whatever a line holds);
 - `to_json()` is deterministic: sorted keys, compact separators, ASCII only.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from kubegate.errors import KubegateError
+from kubegate.logformat import TOKEN_SHAPE
 
 Decision = Literal["allow", "deny", "note"]
 
@@ -33,14 +36,11 @@ TORN_TAIL_RECOVERED = "TORN_TAIL_RECOVERED"
 NOTE_REASONS = frozenset({UNRECORDED_DENIALS, TORN_TAIL_RECOVERED})
 REDACTED = "[redacted]"
 MAX_FIELD_CHARS = 1024
+TRACE_ID_DIGITS = 32
 
-# A compact JWS (three segments) or JWE (five): a base64url JSON header ("ey..." is `{"` or
-# `{ `), then at least one more long segment and a dot. Generous on purpose: a false positive
-# only hides a value from the audit log.
-_TOKEN_SHAPE = re.compile(
-    r"(?<![A-Za-z0-9_-])ey[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"
-    r"(?:\.[A-Za-z0-9_-]*)*"
-)
+# A compact JWS (three segments) or JWE (five), the shape logs redact too (kubegate.logformat):
+# generous on purpose, a false positive only hides a value from the audit log.
+_TOKEN_SHAPE = TOKEN_SHAPE
 
 
 def looks_like_token(text: str) -> bool:
@@ -54,6 +54,10 @@ def sanitize(text: str) -> str:
     if len(cleaned) > MAX_FIELD_CHARS:
         return cleaned[:MAX_FIELD_CHARS] + "...[truncated]"
     return cleaned
+
+
+def _is_trace_id(text: str) -> bool:
+    return len(text) == TRACE_ID_DIGITS and all(c in "0123456789abcdef" for c in text)
 
 
 def format_time(moment: datetime) -> str:
@@ -148,10 +152,13 @@ class AuditRecord:
     peer: str = ""
     detail: str = ""
     note: Mapping[str, str | int] | None = None
+    trace_id: str = ""
 
     def __post_init__(self) -> None:
         if not self.time:
             raise ValueError("an audit record needs a time")
+        if self.trace_id and not _is_trace_id(self.trace_id):
+            raise ValueError("a trace id is 32 lowercase hex digits")
         if self.decision not in ("allow", "deny", "note"):
             raise ValueError(f"decision must be 'allow', 'deny' or 'note', not {self.decision!r}")
         if (self.decision == "note") != (self.note is not None):
@@ -188,6 +195,7 @@ class AuditRecord:
             "expires_at": self.expires_at,
             "peer": self.peer,
             "detail": self.detail,
+            "trace_id": self.trace_id,
         }
 
     def to_json(self) -> str:
@@ -209,13 +217,14 @@ def allow_record(
     role: str = "",
     peer: str = "",
     detail: str = "",
+    trace_id: str = "",
 ) -> AuditRecord:
     """The record of a successful exchange."""
     return AuditRecord(
         time=format_time(now), decision="allow", reason=ALLOW_REASON, status="OK",
         caller=caller, issuer=issuer, role=role, mapping=mapping, grant=grant,
         token_id=token_id, session_id=session_id, expires_at=format_time(expires_at),
-        peer=peer, detail=detail,
+        peer=peer, detail=detail, trace_id=trace_id,
     )
 
 
@@ -229,12 +238,13 @@ def deny_record(
     mapping: str = "",
     grant: GrantRecord | None = None,
     peer: str = "",
+    trace_id: str = "",
 ) -> AuditRecord:
     """The record of a refused exchange: reason, status and detail come from `error`."""
     return AuditRecord(
         time=format_time(now), decision="deny", reason=error.reason, status=error.code.name,
         caller=caller or Caller(), issuer=issuer, role=role, mapping=mapping, grant=grant,
-        peer=peer, detail=error.detail,
+        peer=peer, detail=error.detail, trace_id=trace_id,
     )
 
 

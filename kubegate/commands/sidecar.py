@@ -12,12 +12,12 @@ Rules of this command:
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
 from kubegate.commands.clientflags import add_exchange_flags
 from kubegate.errors import ConfigError
+from kubegate.logformat import configure_logging
 from kubegate.socketapi import DEFAULT_SOCKET_PATH
 
 EXIT_USAGE = 2
@@ -56,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="exchange once, write --kubeconfig and exit (init containers)")
     add("--kubeconfig", metavar="PATH", help="with --once: the kubeconfig to write (0600)")
     add("--log-level", metavar="LEVEL", help="DEBUG, INFO (default), WARNING or ERROR")
+    add("--log-format", metavar="FORMAT", help="stderr lines as text (default) or json")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,6 +69,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: bad configuration: {' '.join('; '.join(error.problems).split())}",
               file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(level=config.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(level=config.log_level, log_format=config.log_format)
     return main.run_once(config) if config.once else main.serve(config)
