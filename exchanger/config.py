@@ -19,6 +19,10 @@ File format (YAML; every field optional unless marked):
                                        # of a configured tokenRequest cluster (default: none)
     healthListen: 0.0.0.0:8081         # plaintext gRPC serving only grpc.health.v1, for
                                        # Kubernetes gRPC probes (they speak no TLS); "" = off
+    httpListen: 0.0.0.0:8445           # OAuth 2.0 Token Exchange (RFC 8693) over HTTPS, with
+                                       # the `tls` files and the rules of `listen`; "" = off
+    httpPublicUrl: https://kubegate.example.com:8445   # its RFC 8414 `issuer` (default:
+                                       # https://<httpListen>, the bound port when 0)
     issuers:                           # subject-token issuers kubegate trusts
     - name: github                     # required; what mappings refer to
       url: https://token.actions.githubusercontent.com   # required; the exact `iss`
@@ -60,6 +64,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from exchanger.audit.settings import CheckpointConfig, read_checkpoints
 from exchanger.mappings.claimtypes import PROVIDERS
@@ -145,6 +150,8 @@ class Config:
     mapping_cluster: ClusterMappingsConfig | None = None  # mappingSources.cluster
     health_listen: str = ""
     checkpoints: CheckpointConfig | None = None  # audit.checkpoints
+    http_listen: str = ""  # httpListen: the RFC 8693 token endpoint, "" when off
+    http_public_url: str = ""  # httpPublicUrl: "" = https://<httpListen> as bound
 
     def cluster(self, name: str) -> ClusterConfig:
         return next(c for c in self.clusters if c.name == name)
@@ -182,7 +189,7 @@ EMBEDDED_DEFAULT: dict[str, Any] = {
 
 _TOP = {"listen", "tls", "plaintext", "metricsListen", "stateDir", "auditLog", "mappings",
         "reloadInterval", "issuers", "clusters", "selfIssued", "rateLimit", "mappingSources",
-        "healthListen", "audit"}
+        "healthListen", "audit", "httpListen", "httpPublicUrl"}
 
 
 def build_config(data: object, *, base: Path, environ: Mapping[str, str], source: str) -> Config:
@@ -215,6 +222,7 @@ def build_config(data: object, *, base: Path, environ: Mapping[str, str], source
     checkpoints = read_checkpoints(
         read, top.get("audit"), base, state_dir,
         tuple(c.name for c in clusters if c.backend == "tokenRequest"))
+    http_listen, http_public_url = _http(read, top, tls, plaintext)
     if report.problems:
         raise ConfigError(report.problems)
     return Config(
@@ -228,8 +236,40 @@ def build_config(data: object, *, base: Path, environ: Mapping[str, str], source
         rate_limit=rate_limit,
         mapping_files=mapping_files, mapping_cluster=mapping_cluster,
         health_listen=read.address(top, "healthListen", "", unix=False),
-        checkpoints=checkpoints,
+        checkpoints=checkpoints, http_listen=http_listen, http_public_url=http_public_url,
     )
+
+
+def _http(read: Fields, top: dict[str, Any], tls: TLSFiles | None,
+          plaintext: bool) -> tuple[str, str]:
+    """httpListen and httpPublicUrl: the token endpoint serves with the `tls` files under the
+    rules of `listen` (TLS off loopback, and a generated certificate only on loopback)."""
+    listen = read.address(top, "httpListen", "", unix=False)
+    url = read.string(top, "httpPublicUrl", "")
+    if not listen:
+        if url:
+            read.problem("", "httpPublicUrl: needs httpListen")
+        return "", ""
+    local = is_local_address(listen)
+    if plaintext and not local:
+        read.problem("", f"plaintext: only allowed on loopback, not httpListen {listen}")
+    elif not plaintext and not local and (tls is None or tls.generated_ca_file is not None):
+        read.problem("", f"tls: required when httpListen is {listen}")
+    if url and not _public_url(url, "http" if plaintext else "https"):
+        read.problem("", "httpPublicUrl: must be an " + ("http" if plaintext else "https")
+                     + " URL of a host and port, without a path, query or fragment")
+    return listen, url
+
+
+def _public_url(url: str, scheme: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a port that is not a number raises
+    except ValueError:
+        return False
+    return (parts.scheme == scheme and bool(parts.hostname) and parts.path == ""
+            and not parts.query and not parts.fragment and not parts.username
+            and not url.endswith(("?", "#")))
 
 
 def _mapping_sources(read: Fields, data: object, clusters: tuple[ClusterConfig, ...],

@@ -1,7 +1,8 @@
 """Wiring: build a running exchanger from a Config, and stop it again.
 
 Everything with a thread or a socket is started here and stopped in reverse order:
-the gRPC server (exchange, health, reflection), the plaintext health-only listener, the
+the gRPC server (exchange, health, reflection), the RFC 8693 token endpoint over HTTPS
+(`httpListen`, the same `Exchanger`), the plaintext health-only listener, the
 Prometheus endpoint, the self-issued discovery server, the mapping sources (folder watcher,
 TrustMapping watcher), the key refresher and the session reaper.
 
@@ -43,7 +44,11 @@ from exchanger.audit.publish import Checkpointer, CheckpointWorker, file_head_at
 from exchanger.audit.settings import CheckpointConfig
 from exchanger.audit.signing import load_key
 from exchanger.audit.stores import CheckpointStore, ConfigMapStore, WitnessStore
-from exchanger.backends.base import CredentialBackend
+from exchanger.backends.base import (
+    JWT_TOKEN_TYPE,
+    SERVICE_ACCOUNT_TOKEN_TYPE,
+    CredentialBackend,
+)
 from exchanger.backends.discovery import DiscoveryServer
 from exchanger.backends.reaper import SessionReaper
 from exchanger.backends.selfissued import (
@@ -60,6 +65,9 @@ from exchanger.mapping_sources import build_mapping_sources
 from exchanger.mappings.cluster import ClusterMappings, SourceState
 from exchanger.mappings.store import ReloadResult
 from exchanger.metrics import ExchangerMetrics
+from exchanger.oauth.endpoint import TokenEndpoint
+from exchanger.oauth.gate import TokenTypeGate
+from exchanger.oauth.server import TokenServer, tls_context
 from exchanger.ratelimit import IdentityRateLimiter
 from exchanger.readiness import Readiness
 from exchanger.service import ExchangeServicer, add_exchange_service
@@ -101,6 +109,8 @@ class RunningExchanger:
     discovery_port: int = 0
     metrics_port: int = 0
     health_port: int = 0  # the plaintext health-only server (healthListen), 0 when off
+    http_port: int = 0  # the RFC 8693 token endpoint (httpListen), 0 when off
+    http_public_url: str = ""  # its RFC 8414 issuer
     checkpoint_verifier_key: str = ""  # audit.checkpoints: the key that verifies them
     readiness: Readiness | None = None  # the exchange service's conditions, once started
     audit: GuardedAudit | None = None
@@ -201,12 +211,14 @@ def _build_backends(config: Config, clients: dict[str, KubernetesClient],
                 run.signer = SelfIssuedSigner(
                     key=key, issuer_url=config.self_issued.issuer_url,
                     audience=config.self_issued.audience, clock=clock)
-            backends[cluster.name] = SelfIssuedBackend(run.signer, access)
+            backends[cluster.name] = TokenTypeGate(SelfIssuedBackend(run.signer, access),
+                                                   JWT_TOKEN_TYPE)
         elif cluster.name in clients:
-            backends[cluster.name] = TokenRequestBackend(
+            backends[cluster.name] = TokenTypeGate(TokenRequestBackend(
                 api=clients[cluster.name], cluster=access, clock=clock,
                 cluster_issuers=_cluster_issuer_names(config, cluster.name),
-                default_audiences=cluster.audiences, observer=run.metrics)
+                default_audiences=cluster.audiences, observer=run.metrics),
+                SERVICE_ACCOUNT_TOKEN_TYPE)  # requested_token_type, on the token endpoint
     return backends
 
 
@@ -269,6 +281,7 @@ def _start_parts(config: Config, clients: dict[str, KubernetesClient],
                            health_pb2.HealthCheckResponse.SERVING,
                            health_pb2.HealthCheckResponse.NOT_SERVING)
     _start_grpc(config, exchanger, run)
+    _start_token_endpoint(config, exchanger, clock, run)
     readiness.set("started", True)
     _start_health(config, run)
     if config.metrics_listen:
@@ -407,6 +420,23 @@ def _start_grpc(config: Config, exchanger: Exchanger, run: RunningExchanger) -> 
         run.port = server.add_insecure_port(config.listen)
     server.start()
     run.health.set("", health_pb2.HealthCheckResponse.SERVING)
+
+
+def _start_token_endpoint(config: Config, exchanger: Exchanger, clock: Callable[[], float],
+                          run: RunningExchanger) -> None:
+    """httpListen: RFC 8693 token exchange over HTTPS with the gRPC server's TLS files (its
+    generated certificate already exists), calling the same Exchanger."""
+    if not config.http_listen:
+        return
+    host, port = _host_port(config.http_listen)
+    context = (tls_context(config.tls.cert_file, config.tls.key_file,
+                           config.tls.client_ca_file) if config.tls is not None else None)
+    server = TokenServer(host=host, port=port, context=context)  # bound: its port is known
+    run._stoppables.append(server)
+    run.http_port = server.port
+    listen = HostPort(host=parse_host_port(config.http_listen).host, port=server.port)
+    run.http_public_url = config.http_public_url or f"{server.scheme}://{listen}"
+    server.start(TokenEndpoint(exchanger, issuer=run.http_public_url, clock=clock))
 
 
 def _start_health(config: Config, run: RunningExchanger) -> None:

@@ -30,17 +30,19 @@ from kubegate_bench import (
     b8_exec_cache,
     b9_trustmappings,
     b10_people_plugin,
+    b11_https,
+    b12_tracing,
     kube_env,
     report,
 )
 from kubegate_bench.common import SIZES, Context, Mode, Outcome
 
-ALL = ("4", "2", "1", "7", "8", "10", "3", "5", "9", "6")
+ALL = ("4", "2", "12", "1", "7", "8", "10", "11", "3", "5", "9", "6")
 NEEDS_CLUSTER = ("3", "5", "9")
 TITLES = {"1": b1_throughput.TITLE, "2": b2_verify.TITLE, "3": b3_tokenrequest.TITLE,
           "4": b4_mappings.TITLE, "5": b5_sidecar.TITLE, "6": b6_memory.TITLE,
           "7": b7_scale.TITLE, "8": b8_exec_cache.TITLE, "9": b9_trustmappings.TITLE,
-          "10": b10_people_plugin.TITLE}
+          "10": b10_people_plugin.TITLE, "11": b11_https.TITLE, "12": b12_tracing.TITLE}
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "out"
 
 
@@ -114,7 +116,8 @@ def _dispatch(bench: str, ctx: Context, env: kube_env.KubeEnv | None, env_error:
         return b6_memory.run(ctx, outcomes)
     runs: dict[str, Callable[[Context], Outcome]] = {
         "1": b1_throughput.run, "2": b2_verify.run, "4": b4_mappings.run, "7": b7_scale.run,
-        "8": b8_exec_cache.run, "10": b10_people_plugin.run}
+        "8": b8_exec_cache.run, "10": b10_people_plugin.run, "11": b11_https.run,
+        "12": b12_tracing.run}
     return runs[bench](ctx)
 
 

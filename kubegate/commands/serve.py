@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def describe(config: Config, port: int, ca_file: Path | None, discovery_port: int,
-             checkpoint_key: str = "") -> str:
+             checkpoint_key: str = "", token_endpoint: str = "") -> str:
     address = parse_address(config.listen)
     where = (str(HostPort(host=address.host, port=port)) if isinstance(address, HostPort)
              else str(address))
@@ -48,6 +48,9 @@ def describe(config: Config, port: int, ca_file: Path | None, discovery_port: in
         f"kubegate exchanger ({config.source})",
         f"  gRPC:      {where}" + (" (plaintext)" if config.plaintext else " (TLS)"),
     ]
+    if token_endpoint:
+        lines.append(f"  OAuth:     {token_endpoint}/oauth2/token (RFC 8693 token exchange; "
+                     "metadata at /.well-known/oauth-authorization-server)")
     if ca_file is not None:
         lines.append(f"  TLS CA:    {ca_file} (generated; clients pass --ca-file)")
     if config.self_issued is not None and discovery_port:
@@ -100,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"kubegate serve: cannot start: {error}", file=sys.stderr)
         return 1
     print(describe(config, running.port, running.ca_file, running.discovery_port,
-                   running.checkpoint_verifier_key), flush=True)
+                   running.checkpoint_verifier_key, running.http_public_url), flush=True)
     if settings is not None:
         print(f"  traces:    {settings.describe()}", flush=True)
     stopping = threading.Event()

@@ -1,6 +1,8 @@
 """Attack tokens, end to end: each attack class of the research note (jwt-security-and-
 performance.md, Part A) sent through a real exchanger over gRPC with TLS, refused with its gRPC
-status and its ErrorInfo reason, with a deny line in kubegate's audit log and no allow line.
+status and its ErrorInfo reason, with a deny line in kubegate's audit log and no allow line;
+and the same tokens over the RFC 8693 token endpoint (HTTPS), refused with the OAuth error its
+status travels as (`HTTPS_ERRORS`) and the same reason as `kubegate_reason`, audited alike.
 
 Every case runs against two exchangers: a self-issued one, and a TokenRequest one on the real
 kube-apiserver, where "nothing issued" is also checked on the cluster: no session Secret in the
@@ -66,6 +68,7 @@ from tests.support.hostile import (
     with_signature,
 )
 from tests.support.kube import Cluster
+from tests.support.oauth_client import https_attempt
 from tests.support.oidc import (
     DISCOVERY_PATH,
     GitHubActionsIssuer,
@@ -231,6 +234,11 @@ class Attack:
     reason: str
     code: str = UNAUTHENTICATED
     reaches_kubegate: bool = True  # False: grpc itself refuses it before the servicer
+    over_https: tuple[str, str] | None = None  # (error, reason) when HTTP refuses it first
+
+
+# The OAuth error each status travels as on the token endpoint (exchanger.oauth.errors).
+HTTPS_ERRORS = {UNAUTHENTICATED: "invalid_request", "INVALID_ARGUMENT": "invalid_request"}
 
 
 def refused(reason: str, build: Build, code: str = UNAUTHENTICATED) -> Attack:
@@ -401,7 +409,7 @@ ATTACKS: dict[str, Attack] = {
     "over the 16 KiB cap": refused("TOKEN_TOO_LARGE", lambda w: oversized(w, 20_000)),
     "over the 64 KiB gRPC receive limit": Attack(
         build=lambda w: oversized(w, 70_000), reason="", code="RESOURCE_EXHAUSTED",
-        reaches_kubegate=False),
+        reaches_kubegate=False, over_https=("invalid_request", "REQUEST_TOO_LARGE")),
 }
 
 ALLOWED: dict[str, Build] = {
@@ -469,7 +477,7 @@ def self_issued_backend(world: World, tmp_path_factory: pytest.TempPathFactory,
         tmp_path_factory.mktemp("attack-self-issued"), issuers=issuer_entries(world),
         clusters=[{"name": "local", "server": "https://127.0.0.1:6443", "backend": "selfIssued"}],
         mappings=mappings('{cluster: local, namespace: web, user: "ci:web"}'),
-        self_issued=self_issued_entry())
+        self_issued=self_issued_entry(), httpListen="127.0.0.1:0")
     yield Backend(exchanger=exchanger)
     exchanger.running.stop(grace=0)
 
@@ -482,7 +490,8 @@ def token_request_backend(world: World, cluster: Cluster, control_plane: Control
     exchanger = start_exchanger_in(
         tmp_path_factory.mktemp("attack-token-request"), issuers=issuer_entries(world),
         clusters=[cluster_entry(control_plane)],
-        mappings=mappings(f"{{cluster: test, namespace: {namespace}, serviceAccount: deployer}}"))
+        mappings=mappings(f"{{cluster: test, namespace: {namespace}, serviceAccount: deployer}}"),
+        httpListen="127.0.0.1:0")
     yield Backend(exchanger=exchanger, cluster=cluster, namespace=namespace,
                   api_audit=ApiAuditTail(control_plane.audit_log_path))
     exchanger.running.stop(grace=0)
@@ -492,6 +501,12 @@ def token_request_backend(world: World, cluster: Cluster, control_plane: Control
 def backend(request: pytest.FixtureRequest) -> Backend:
     name = "self_issued_backend" if request.param == "self-issued" else "token_request_backend"
     return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=["grpc", "https"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """gRPC's Exchange, or the RFC 8693 token endpoint over HTTPS: the same use case."""
+    return str(request.param)
 
 
 def assert_nothing_issued_on_the_cluster(backend: Backend) -> None:
@@ -506,7 +521,7 @@ def assert_nothing_issued_on_the_cluster(backend: Backend) -> None:
 
 @pytest.mark.parametrize("case", ATTACKS.keys())
 def test_attack_token_is_refused_with_its_status_and_reason_and_nothing_is_issued(
-    backend: Backend, world: World, case: str,
+    backend: Backend, world: World, case: str, transport: str,
 ) -> None:
     attack = ATTACKS[case]
     token = attack.build(world)
@@ -514,15 +529,22 @@ def test_attack_token_is_refused_with_its_status_and_reason_and_nothing_is_issue
     if backend.api_audit is not None:
         backend.api_audit.new()  # what happened before this attempt is not its doing
 
-    outcome = attempt(backend.exchanger, token)
-
-    assert isinstance(outcome, ExchangeError), f"{case}: ACCEPTED"
-    assert (outcome.code.name, outcome.reason) == (attack.code, attack.reason), outcome.message
+    if transport == "grpc":
+        outcome = attempt(backend.exchanger, token)
+        assert isinstance(outcome, ExchangeError), f"{case}: ACCEPTED"
+        assert (outcome.code.name, outcome.reason) == (attack.code, attack.reason), \
+            outcome.message
+    else:
+        answer = https_attempt(backend.exchanger, token)
+        assert answer.status != 200, f"{case}: ACCEPTED"
+        assert answer.refusal == (attack.over_https or (HTTPS_ERRORS[attack.code],
+                                                        attack.reason)), answer.status
     new = decisions.new()
     if attack.reaches_kubegate:
         assert [(d["decision"], d["reason"], d["status"]) for d in new] == [
             ("deny", attack.reason, attack.code)]
         assert new[0]["token_id"] == "" and new[0]["session_id"] == ""
+        assert new[0]["peer"].startswith("https:" if transport == "https" else "ipv")
     else:
         assert new == []  # refused by grpc before kubegate saw it: nothing to decide
     assert_nothing_issued_on_the_cluster(backend)
@@ -530,21 +552,27 @@ def test_attack_token_is_refused_with_its_status_and_reason_and_nothing_is_issue
 
 @pytest.mark.parametrize("case", ALLOWED.keys())
 def test_valid_token_is_allowed_so_the_refusals_above_mean_something(
-    backend: Backend, world: World, case: str,
+    backend: Backend, world: World, case: str, transport: str,
 ) -> None:
     decisions = DecisionLog(backend.exchanger)
-    outcome = attempt(backend.exchanger, ALLOWED[case](world))
-    assert isinstance(outcome, Credential), outcome
+    if transport == "grpc":
+        outcome = attempt(backend.exchanger, ALLOWED[case](world))
+        assert isinstance(outcome, Credential), outcome
+        token_id, session_id = outcome.token_id, outcome.session_id
+    else:
+        answer = https_attempt(backend.exchanger, ALLOWED[case](world))
+        assert answer.status == 200, answer.refusal
+        token_id, session_id = answer.body["token_id"], answer.body["session_id"]
     [line] = decisions.new()
-    assert (line["decision"], line["token_id"]) == ("allow", outcome.token_id)
+    assert (line["decision"], line["token_id"]) == ("allow", token_id)
     if backend.cluster is not None and backend.api_audit is not None:
         api_audit, events = backend.api_audit, []
-        assert f"kubegate-session-{outcome.session_id}" in session_secrets(
+        assert f"kubegate-session-{session_id}" in session_secrets(
             backend.cluster, backend.namespace)
         assert poll(lambda: bool(events.extend(api_audit.new()) or token_requests(
             events, backend.namespace)), 10, 0.05)  # the apiserver's audit lags its answer
         backend.cluster.core.delete_namespaced_secret(
-            f"kubegate-session-{outcome.session_id}", backend.namespace)
+            f"kubegate-session-{session_id}", backend.namespace)
 
 
 def test_urls_in_headers_are_never_fetched(self_issued_backend: Backend, world: World) -> None:

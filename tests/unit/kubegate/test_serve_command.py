@@ -57,3 +57,18 @@ def test_serve_with_a_configured_checkpoint_key_missing_says_how_to_make_one(
     assert (f"kubegate serve: cannot start: audit checkpoint key {key}: not found; create one "
             f"with `kubegate audit key --create --file {key}`") in result.stderr
     assert not key.exists()
+
+
+def test_the_start_banner_names_the_token_endpoint_when_there_is_one(tmp_path: Path) -> None:
+    from exchanger.config import build_config
+    from kubegate.commands.serve import describe
+
+    config = build_config(
+        {"listen": "127.0.0.1:8443", "httpListen": "127.0.0.1:8445", "stateDir": str(tmp_path),
+         "clusters": [{"name": "dev", "server": "https://10.0.0.2:6443",
+                       "backend": "selfIssued"}],
+         "selfIssued": {"listen": "127.0.0.1:8444"}},
+        base=tmp_path, environ={}, source="c.yaml")
+    banner = describe(config, 8443, None, 8444, token_endpoint="https://127.0.0.1:8445")
+    assert "  OAuth:     https://127.0.0.1:8445/oauth2/token (RFC 8693" in banner
+    assert "OAuth" not in describe(config, 8443, None, 8444)
