@@ -66,6 +66,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from exchanger.access.settings import AccessConfig, StoreLocation, read_access
 from exchanger.audit.settings import CheckpointConfig, read_checkpoints
 from exchanger.mappings.claimtypes import PROVIDERS
 from exchanger.ratelimit import RateLimit
@@ -152,6 +153,7 @@ class Config:
     checkpoints: CheckpointConfig | None = None  # audit.checkpoints
     http_listen: str = ""  # httpListen: the RFC 8693 token endpoint, "" when off
     http_public_url: str = ""  # httpPublicUrl: "" = https://<httpListen> as bound
+    access: AccessConfig = field(default_factory=AccessConfig)  # access: requests, sessions
 
     def cluster(self, name: str) -> ClusterConfig:
         return next(c for c in self.clusters if c.name == name)
@@ -189,7 +191,7 @@ EMBEDDED_DEFAULT: dict[str, Any] = {
 
 _TOP = {"listen", "tls", "plaintext", "metricsListen", "stateDir", "auditLog", "mappings",
         "reloadInterval", "issuers", "clusters", "selfIssued", "rateLimit", "mappingSources",
-        "healthListen", "audit", "httpListen", "httpPublicUrl"}
+        "healthListen", "audit", "httpListen", "httpPublicUrl", "access"}
 
 
 def build_config(data: object, *, base: Path, environ: Mapping[str, str], source: str) -> Config:
@@ -223,6 +225,13 @@ def build_config(data: object, *, base: Path, environ: Mapping[str, str], source
         read, top.get("audit"), base, state_dir,
         tuple(c.name for c in clusters if c.backend == "tokenRequest"))
     http_listen, http_public_url = _http(read, top, tls, plaintext)
+    access = read_access(
+        read, top.get("access"), base=base, state_dir=state_dir,
+        issuers=frozenset(i.name for i in issuers),
+        clusters=frozenset(c.name for c in clusters if c.backend == "tokenRequest"),
+        mapping_cluster=StoreLocation(cluster=mapping_cluster.cluster,
+                                      namespace=mapping_cluster.namespace)
+        if mapping_cluster is not None else None)
     if report.problems:
         raise ConfigError(report.problems)
     return Config(
@@ -237,6 +246,7 @@ def build_config(data: object, *, base: Path, environ: Mapping[str, str], source
         mapping_files=mapping_files, mapping_cluster=mapping_cluster,
         health_listen=read.address(top, "healthListen", "", unix=False),
         checkpoints=checkpoints, http_listen=http_listen, http_public_url=http_public_url,
+        access=access,
     )
 
 

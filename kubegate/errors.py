@@ -29,9 +29,11 @@ class Code(enum.Enum):
     INVALID_ARGUMENT = "invalid-argument"
     DEADLINE_EXCEEDED = "deadline-exceeded"
     NOT_FOUND = "not-found"
+    ALREADY_EXISTS = "already-exists"
     PERMISSION_DENIED = "permission-denied"
     RESOURCE_EXHAUSTED = "resource-exhausted"
     FAILED_PRECONDITION = "failed-precondition"
+    ABORTED = "aborted"
     UNIMPLEMENTED = "unimplemented"
     INTERNAL = "internal"
     UNAVAILABLE = "unavailable"
@@ -62,7 +64,8 @@ _DENIALS = frozenset({Code.PERMISSION_DENIED, Code.UNAUTHENTICATED, Code.INVALID
                       Code.FAILED_PRECONDITION})
 _HTTP_STATUS = {
     Code.INVALID_ARGUMENT: 400, Code.UNAUTHENTICATED: 401, Code.PERMISSION_DENIED: 403,
-    Code.NOT_FOUND: 404, Code.FAILED_PRECONDITION: 412, Code.RESOURCE_EXHAUSTED: 429,
+    Code.NOT_FOUND: 404, Code.ALREADY_EXISTS: 409, Code.FAILED_PRECONDITION: 412,
+    Code.ABORTED: 409, Code.RESOURCE_EXHAUSTED: 429,
     Code.CANCELLED: 499, Code.UNIMPLEMENTED: 501, Code.UNAVAILABLE: 503,
     Code.DEADLINE_EXCEEDED: 504,
 }

@@ -151,6 +151,20 @@ def _conditions(spec: dict[str, Any], report: Report) -> tuple[Condition, ...] |
     return tuple(condition for condition in parsed if condition is not None)
 
 
+def parse_conditions(raw: object, field: str, report: Report) -> tuple[Condition, ...] | None:
+    """A non-empty list of claim conditions written as in a mapping's `spec.claims`, outside a
+    mapping (an approval's approvers, the config's access admins); problems go to `report`
+    under `field`."""
+    if not isinstance(raw, list) or not raw:
+        report.add(field, "at least one condition is required" if raw in (None, [])
+                   else f"expected a list of conditions, got {json_type(raw)}")
+        return None
+    parsed = [_condition(item, f"{field}[{i}]", report) for i, item in enumerate(raw)]
+    if any(condition is None for condition in parsed):
+        return None
+    return tuple(condition for condition in parsed if condition is not None)
+
+
 def _lifetime(grant: dict[str, Any], report: Report) -> int | None:
     try:
         seconds = parse_whole_seconds(grant.get("maxLifetime", DEFAULT_LIFETIME_SECONDS))

@@ -28,6 +28,8 @@ BY_CODE = {
     Code.DEADLINE_EXCEEDED: ("temporarily_unavailable", 504),
     Code.UNKNOWN: ("server_error", 500),
     Code.NOT_FOUND: ("server_error", 500),
+    Code.ALREADY_EXISTS: ("server_error", 500),  # the access service's, never an exchange's
+    Code.ABORTED: ("server_error", 500),
     Code.UNIMPLEMENTED: ("server_error", 500),
     Code.INTERNAL: ("server_error", 500),
     Code.DATA_LOSS: ("server_error", 500),
