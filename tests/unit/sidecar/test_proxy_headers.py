@@ -152,14 +152,14 @@ def test_a_head_dribbled_slower_than_the_head_deadline_is_answered_408_and_recor
 
 
 def test_a_silent_connection_is_closed_at_the_head_deadline_without_a_record() -> None:
+    started = time.monotonic()  # before the connection exists: its deadline starts later
     proxied = Proxied(head_timeout=0.3)
-    started = time.monotonic()
 
     with proxied.client:
         assert proxied.client.recv(1) == b""
     proxied.join()
 
-    assert 0.3 <= time.monotonic() - started < 1.0
+    assert 0.3 <= time.monotonic() - started < 1.5
     assert proxied.result is None
 
 
