@@ -9,6 +9,17 @@ claims is resolved right after matching, before the backend is called, so the au
 the credential carry the same names; a claim the token cannot supply is a denial
 (GRANT_CLAIM_UNUSABLE, naming the claim but never its value), audited like any other.
 
+A mapping with approval rules or windows passes the access gate (`exchanger.access.gate`)
+right after matching: outside its windows the exchange is OUTSIDE_WINDOW, without an approved
+request of this identity (and its bound claims) APPROVAL_REQUIRED; the credential never
+outlives the request or the window (`IssueRequest.not_after`), and the allow line names the
+request and its approvers. Only after that line is written is the request's use recorded
+(`AccessGate.consume`); when that fails (revoked meanwhile, or a single-use request a racing
+exchange used) the fresh credential is revoked and the exchange refused. Then, with a session
+store, the credential is recorded as a `Session`; a failure there is logged and counted but
+does not fail the exchange: the credential exists and is audited, and it still ends by its
+own expiry.
+
 Each exchange is one trace (`exchanger.tracing`, a no-op unless tracing is set up): a span
 `exchange` with the issuer, mapping, decision, reason and session id, and a child span per
 step (`verify`, `match`, `issue`, `audit`); its trace id is in the audit line and, with the
@@ -25,9 +36,19 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from exchanger import tracing
+from exchanger.access.gate import APPROVAL_REQUIRED, OUTSIDE_WINDOW, AccessGate, Admission
+from exchanger.access.lifecycle import requester_of
+from exchanger.access.model import Session
+from exchanger.access.ports import SessionStore
 from exchanger.audit.log import AuditSink
 from exchanger.audit.record import Caller, GrantRecord, allow_record, deny_record
-from exchanger.backends.base import MIN_LIFETIME, CredentialBackend, IssuedCredential, IssueRequest
+from exchanger.backends.base import (
+    MIN_FORCED_LIFETIME,
+    MIN_LIFETIME,
+    CredentialBackend,
+    IssuedCredential,
+    IssueRequest,
+)
 from exchanger.identity import Identity
 from exchanger.mappings.model import Grant, TrustMapping
 from exchanger.verify.compact import parse_compact
@@ -42,6 +63,12 @@ ACCEPTED_TOKEN_TYPES = frozenset({
 })
 MAX_ROLE_LENGTH = 253
 MAX_AUDIENCES = 16
+REQUEST_ENDING = "REQUEST_ENDING"
+CI_CLAIMS = ("repository_id", "run_id", "run_attempt", "sha", "project_id", "pipeline_id",
+             "job_id")
+"""The caller's claims a Session keeps, so the end of a CI run or job can revoke it."""
+__all__ = ["APPROVAL_REQUIRED", "OUTSIDE_WINDOW", "REQUEST_ENDING", "ExchangeInput",
+           "Exchanger", "fit_lifetime"]
 
 
 class TokenVerifier(Protocol):
@@ -110,6 +137,24 @@ def granted_audiences(requested: tuple[str, ...], grant: Grant) -> tuple[str, ..
     return requested
 
 
+def fit_lifetime(lifetime: int, admission: Admission | None, now: int) -> int:
+    """`lifetime` cut to end at the admission's `not_after`; a denial when less than
+    MIN_FORCED_LIFETIME would remain (OUTSIDE_WINDOW when the window ends first, else
+    REQUEST_ENDING)."""
+    if admission is None or not admission.not_after:
+        return lifetime
+    remaining = admission.not_after - now
+    if remaining < MIN_FORCED_LIFETIME:
+        request = admission.request
+        window_first = request is None or admission.not_after < request.ends_at
+        raise PermissionDeniedError(
+            OUTSIDE_WINDOW if window_first else REQUEST_ENDING,
+            f"{remaining}s left before not_after",
+            public_message=("the time window" if window_first else "the access request")
+            + f" ends in less than {MIN_FORCED_LIFETIME}s")
+    return min(lifetime, remaining)
+
+
 def unverified_caller(token: str) -> Caller:
     """iss/sub/jti as the token claims them, for the audit line of a refused token only."""
     try:
@@ -137,11 +182,19 @@ class Exchanger:
         observer: ExchangeObserver | None = None,
         new_session_id: Callable[[], str] = lambda: str(uuid.uuid4()),
         limiter: IdentityLimiter | None = None,
+        gate: AccessGate | None = None,
+        sessions: SessionStore | None = None,
+        on_session_error: Callable[[str], None] | None = None,
     ) -> None:
+        """gate: checks mappings with approval rules or windows (None: such mappings are
+        refused, fail closed); sessions: where issued credentials are recorded;
+        on_session_error: counts session-store failures (called with the error's reason)."""
         self._verifier, self._mappings, self._backends = verifier, mappings, backends
         self._audit, self._clock, self._observer = audit, clock, observer
         self._new_session_id = new_session_id
         self._limiter = limiter
+        self._gate, self._sessions = gate, sessions
+        self._on_session_error = on_session_error
 
     def exchange(self, request: ExchangeInput) -> tuple[IssuedCredential, TrustMapping]:
         started = self._clock()
@@ -181,6 +234,9 @@ class Exchanger:
             lifetime = granted_lifetime(request.requested_lifetime, grant)
             audiences = granted_audiences(request.audiences, grant)
             state.grant = grant_record(grant, lifetime, audiences)
+            admission = self._admit(identity, mapping)
+            lifetime = fit_lifetime(lifetime, admission, int(self._clock()))
+            state.grant = grant_record(grant, lifetime, audiences)
         with tracing.span("issue"):
             backend = self._backends.get(grant.cluster)
             if backend is None:
@@ -190,33 +246,84 @@ class Exchanger:
             credential = backend.issue(IssueRequest(
                 identity=identity, mapping=mapping.name, grant=grant, lifetime=lifetime,
                 audiences=audiences, session_id=self._new_session_id(),
+                not_after=admission.not_after if admission else 0,
             ))
         set_session_id(credential.session_id)
         state.grant = issued = grant_record(grant, credential.expires_at - int(self._clock()),
                                             audiences)
         with tracing.span("audit"):
             self._allow(request, identity, mapping, issued, credential, backend,
-                        trace_id=state.trace_id)
+                        trace_id=state.trace_id, admission=admission)
+        if admission is not None:
+            self._consume(admission, credential, backend)
+        self._record_session(identity, mapping, grant, credential, admission)
         return credential, mapping
+
+    def _admit(self, identity: Identity, mapping: TrustMapping) -> Admission | None:
+        if self._gate is not None:
+            return self._gate.check(identity, mapping, self._clock())
+        if mapping.approval is not None or mapping.windows:
+            raise PermissionDeniedError(
+                APPROVAL_REQUIRED if mapping.approval else OUTSIDE_WINDOW,
+                f"mapping {mapping.name} needs the access gate, which is not configured",
+                public_message="this role needs access requests, which this exchanger does "
+                "not serve")
+        return None
+
+    def _consume(self, admission: Admission, credential: IssuedCredential,
+                 backend: CredentialBackend) -> None:
+        """Record the request's use; when it cannot be used any more, take the credential
+        back (as far as the backend can) and refuse."""
+        if self._gate is None:
+            return
+        try:
+            self._gate.consume(admission, self._clock())
+        except KubegateError:
+            _revoke(backend, credential, "unusable")
+            raise
+
+    def _record_session(self, identity: Identity, mapping: TrustMapping, grant: Grant,
+                        credential: IssuedCredential, admission: Admission | None) -> None:
+        if self._sessions is None:
+            return
+        limit = admission.not_after if admission and admission.not_after else None
+        claims = identity.claims
+        session = Session(
+            id=credential.session_id, mapping=mapping.name, cluster=grant.cluster,
+            namespace=grant.namespace, caller=requester_of(identity),
+            token_id=credential.token_id, issued_at=int(self._clock()),
+            expires_at=credential.expires_at,
+            not_after=min(credential.expires_at, limit or credential.expires_at),
+            secret=credential.secret, caller_pod=credential.caller_pod,
+            access_request=admission.request.id if admission and admission.request else "",
+            ci={name: str(claims[name]) for name in CI_CLAIMS if name in claims})
+        try:
+            self._sessions.create(session)
+        except KubegateError as error:
+            log.error("session %s not recorded (the credential stands): %s",
+                      credential.session_id, error.reason)
+            if self._on_session_error is not None:
+                self._on_session_error(error.reason)
 
     def _allow(self, request: ExchangeInput, identity: Identity, mapping: TrustMapping,
                grant: GrantRecord, credential: IssuedCredential,
-               backend: CredentialBackend, *, trace_id: str) -> None:
+               backend: CredentialBackend, *, trace_id: str,
+               admission: Admission | None = None) -> None:
+        used = admission.request if admission else None
         record = allow_record(
             now=self._now(), caller=_caller(identity), issuer=identity.issuer,
             mapping=mapping.name, grant=grant, token_id=credential.token_id,
             session_id=credential.session_id, role=request.role, peer=request.peer,
             expires_at=datetime.datetime.fromtimestamp(credential.expires_at, datetime.UTC),
             detail=f"bound to {credential.bound_to}", trace_id=trace_id,
+            access_request=used.id if used else "",
+            approvers=tuple(a.who or f"{a.issuer} {a.subject}" for a in admission.approvers)
+            if admission else (),
         )
         try:
             self._audit.append(record)
         except KubegateError:
-            try:
-                backend.revoke(credential)
-            except KubegateError as error:
-                log.error("could not revoke unrecorded session %s: %s",
-                          credential.session_id, error.reason)
+            _revoke(backend, credential, "unrecorded")
             raise
 
     def _deny(self, request: ExchangeInput, state: _Progress, error: KubegateError) -> None:
@@ -257,6 +364,14 @@ class _Progress:
         return {"issuer": self.identity.issuer if self.identity else "",
                 "mapping": self.mapping.name if self.mapping else "",
                 "decision": decision, "reason": reason}
+
+
+def _revoke(backend: CredentialBackend, credential: IssuedCredential, why: str) -> None:
+    try:
+        backend.revoke(credential)
+    except KubegateError as error:
+        log.error("could not revoke %s session %s: %s", why, credential.session_id,
+                  error.reason)
 
 
 def _caller(identity: Identity) -> Caller:

@@ -14,6 +14,9 @@ Rules of this module:
 - `trace_id` is the exchange's trace (32 lowercase hex digits) when tracing is on, else "";
   lines written before the field existed lack the key, and still verify (the chain hashes
   whatever a line holds);
+- an access line is no exchange but an access request's lifecycle event (`access_record`):
+  decision `access`, reason `ACCESS_<EVENT>`, status `""`, its facts in `access` (a key only
+  access lines carry); the person's own text (reason, comment) is cut to `MAX_TEXT_CHARS`;
 - `to_json()` is deterministic: sorted keys, compact separators, ASCII only.
 """
 
@@ -28,7 +31,7 @@ from typing import Any, Literal
 from kubegate.errors import KubegateError
 from kubegate.logformat import TOKEN_SHAPE
 
-Decision = Literal["allow", "deny", "note"]
+Decision = Literal["allow", "deny", "note", "access"]
 
 ALLOW_REASON = "OK"
 UNRECORDED_DENIALS = "UNRECORDED_DENIALS"
@@ -36,6 +39,8 @@ TORN_TAIL_RECOVERED = "TORN_TAIL_RECOVERED"
 NOTE_REASONS = frozenset({UNRECORDED_DENIALS, TORN_TAIL_RECOVERED})
 REDACTED = "[redacted]"
 MAX_FIELD_CHARS = 1024
+MAX_TEXT_CHARS = 512  # a person's reason or comment in an access line
+ACCESS_REASON_PREFIX = "ACCESS_"
 TRACE_ID_DIGITS = 32
 
 # A compact JWS (three segments) or JWE (five), the shape logs redact too (kubegate.logformat):
@@ -153,14 +158,23 @@ class AuditRecord:
     detail: str = ""
     note: Mapping[str, str | int] | None = None
     trace_id: str = ""
+    access: Mapping[str, Any] | None = None
+    access_request: str = ""  # allow: the access request the exchange used ("" = none)
+    approvers: tuple[str, ...] = ()  # allow: who approved that request (`who` names)
 
     def __post_init__(self) -> None:
         if not self.time:
             raise ValueError("an audit record needs a time")
         if self.trace_id and not _is_trace_id(self.trace_id):
             raise ValueError("a trace id is 32 lowercase hex digits")
-        if self.decision not in ("allow", "deny", "note"):
-            raise ValueError(f"decision must be 'allow', 'deny' or 'note', not {self.decision!r}")
+        if self.decision not in ("allow", "deny", "note", "access"):
+            raise ValueError(f"decision must be 'allow', 'deny', 'note' or 'access', not "
+                             f"{self.decision!r}")
+        if (self.decision == "access") != (self.access is not None):
+            raise ValueError("an access line, and only one, has facts in 'access'")
+        if self.decision == "access" and (
+                not self.reason.startswith(ACCESS_REASON_PREFIX) or self.status):
+            raise ValueError(f"an access line has a reason {ACCESS_REASON_PREFIX}... and no status")
         if (self.decision == "note") != (self.note is not None):
             raise ValueError("a note, and only a note, has facts in 'note'")
         if self.decision == "note" and (self.reason not in NOTE_REASONS or self.status):
@@ -177,6 +191,11 @@ class AuditRecord:
         fields = self._decision_fields()
         if self.note is not None:
             fields["note"] = dict(self.note)
+        if self.access is not None:
+            fields["access"] = dict(self.access)
+        if self.access_request:  # keys only lines of approval mappings carry
+            fields["access_request"] = self.access_request
+            fields["approvers"] = list(self.approvers)
         return fields
 
     def _decision_fields(self) -> dict[str, Any]:
@@ -218,13 +237,17 @@ def allow_record(
     peer: str = "",
     detail: str = "",
     trace_id: str = "",
+    access_request: str = "",
+    approvers: tuple[str, ...] = (),
 ) -> AuditRecord:
-    """The record of a successful exchange."""
+    """The record of a successful exchange; `access_request` and `approvers` name the
+    approved access request it used (lines without one lack both keys)."""
     return AuditRecord(
         time=format_time(now), decision="allow", reason=ALLOW_REASON, status="OK",
         caller=caller, issuer=issuer, role=role, mapping=mapping, grant=grant,
         token_id=token_id, session_id=session_id, expires_at=format_time(expires_at),
-        peer=peer, detail=detail, trace_id=trace_id,
+        peer=peer, detail=detail, trace_id=trace_id, access_request=access_request,
+        approvers=approvers,
     )
 
 
@@ -283,3 +306,45 @@ def explain_note(value: Mapping[str, Any]) -> str:
                 f"mid-write) of {facts.get('bytes')} bytes, moved to {facts.get('file')} "
                 f"beside the log (sha256 {facts.get('sha256')}); the chain goes on after it")
     return f"note {reason}: {value.get('detail', '')}"
+
+
+def _clean_text(text: str) -> str:
+    """A person's text for an access line: control characters as spaces, JWT shapes
+    redacted, cut to `MAX_TEXT_CHARS`."""
+    printable = "".join(c if c.isprintable() else " " for c in text)
+    cleaned = sanitize(printable)
+    if len(cleaned) > MAX_TEXT_CHARS:
+        return cleaned[:MAX_TEXT_CHARS] + "...[truncated]"
+    return cleaned
+
+
+def _clean_facts(value: Any) -> Any:
+    if isinstance(value, str):
+        return sanitize(value)
+    if isinstance(value, Mapping):
+        return {str(k): _clean_facts(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean_facts(v) for v in value]
+    return value
+
+
+def access_record(*, now: datetime, event: str, request_id: str, mapping: str,
+                  requester: Mapping[str, str], actor: Mapping[str, str] | None,
+                  caller: Caller | None = None, issuer: str = "", text: str = "",
+                  facts: Mapping[str, Any] | None = None, session_id: str = "",
+                  peer: str = "") -> AuditRecord:
+    """The line of one access request lifecycle event (`event`: created, approved, denied,
+    revoked, expired, activated, session-revoked). `requester` and `actor` are
+    {issuer, subject, who} (actor None: kubegate itself, such as the expirer); `caller` and
+    `issuer` are the actor's verified token claims and issuer name when a person acted;
+    `text` is the person's reason or comment; `facts` any further values (state, approvals,
+    ...)."""
+    access = {**_clean_facts(dict(facts or {})), "event": event, "request": request_id,
+              "requester": _clean_facts(dict(requester)),
+              "actor": _clean_facts(dict(actor)) if actor is not None else None,
+              "text": _clean_text(text)}
+    return AuditRecord(
+        time=format_time(now), decision="access",
+        reason=ACCESS_REASON_PREFIX + event.upper().replace("-", "_"), status="",
+        caller=caller or Caller(), issuer=issuer, mapping=mapping, session_id=session_id,
+        peer=peer, access=access)

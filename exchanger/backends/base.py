@@ -15,6 +15,10 @@ from exchanger.mappings.model import Grant
 from kubegate.credential import ClusterInfo
 
 MIN_LIFETIME = 600  # TokenRequest's floor; self-issued tokens keep the same floor
+MIN_FORCED_LIFETIME = 60
+"""The floor when `not_after` (the end of an access request or window) leaves less than
+MIN_LIFETIME: a self-issued token lives that long; a TokenRequest token still gets 600s
+from the API server, bound to a session Secret that is deleted at `not_after`."""
 SERVICE_ACCOUNT_TOKEN_TYPE = "urn:kubegate:token-type:kubernetes-service-account"  # noqa: S105 - a type URN
 JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"  # noqa: S105 - a type URN
 
@@ -27,10 +31,12 @@ class IssueRequest:
     lifetime: int
     audiences: tuple[str, ...]
     session_id: str
+    not_after: int = 0  # unix seconds the credential must not outlive (0: no such limit)
 
     def __post_init__(self) -> None:
-        if self.lifetime < MIN_LIFETIME:
-            raise ValueError(f"lifetime must be at least {MIN_LIFETIME}s")
+        floor = MIN_FORCED_LIFETIME if self.not_after else MIN_LIFETIME
+        if self.lifetime < floor:
+            raise ValueError(f"lifetime must be at least {floor}s")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +48,13 @@ class IssuedCredential:
     session_id: str
     cluster: ClusterInfo
     bound_to: str  # e.g. "Pod ci/pipeline-abc", "Secret web/kubegate-session-..", "self-issued"
+    caller_pod: str = ""  # "namespace/name/uid" when the caller is a pod of this cluster
+
+    @property
+    def secret(self) -> str:
+        """"namespace/name" of the session Secret that revokes it ("" when not so bound)."""
+        kind, _, where = self.bound_to.partition(" ")
+        return where if kind == "Secret" else ""
 
 
 class SessionObserver(Protocol):

@@ -7,7 +7,8 @@ Each token carries a fresh `jti`, which the apiserver records as the credential 
 Invariants: the signing key never leaves this module except as its public JWK; the `kid`
 is the key's RFC 7638 thumbprint, so a rotated key never reuses an id; a grant whose user or
 groups come from claims is signed only once resolved (the exchange resolves it before the
-backend is called, so the token and the audit line carry the same names).
+backend is called, so the token and the audit line carry the same names); a token never
+expires after the request's `not_after` (the end of its access request or window).
 """
 
 from __future__ import annotations
@@ -93,6 +94,9 @@ class SelfIssuedSigner:
         if not user:
             raise ValueError("a self-issued grant names a user")
         now = int(self._clock())
+        expires = now + request.lifetime
+        if request.not_after:  # never past an access request's or window's end
+            expires = max(now + 1, min(expires, request.not_after))
         claims = {
             "iss": self.issuer_url,
             "sub": user,
@@ -100,7 +104,7 @@ class SelfIssuedSigner:
             "groups": list(groups),
             "iat": now,
             "nbf": now,
-            "exp": now + request.lifetime,
+            "exp": expires,
             "jti": request.session_id,
             "kubegate.io/mapping": request.mapping,
             "kubegate.io/caller": f"{request.identity.issuer_url} {request.identity.subject}",
@@ -114,7 +118,7 @@ class SelfIssuedSigner:
         )
         return IssuedCredential(
             token=token, token_type=JWT_TOKEN_TYPE, token_id=request.session_id,
-            expires_at=now + request.lifetime, session_id=request.session_id,
+            expires_at=expires, session_id=request.session_id,
             cluster=cluster, bound_to="self-issued",
         )
 

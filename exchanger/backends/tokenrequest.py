@@ -7,6 +7,11 @@ account: deleting the Secret revokes the token. When the caller is a pod of the 
 cluster (but TokenRequest cannot bind to it: it runs elsewhere or as another account), the
 Secret records the pod, and the SessionReaper deletes the Secret once the pod is gone.
 
+A request with `not_after` (the end of an access request or window) is always bound to a
+session Secret, never to the caller pod, whose expiry annotation is `not_after` at the
+latest: the reaper deletes it then and the token dies with it, although TokenRequest never
+issues less than 600 seconds.
+
 Invariants: nothing half-made (a Secret whose TokenRequest failed is deleted again); the
 expiry reported is the one the API server granted, never the one asked for.
 """
@@ -19,6 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from exchanger.backends.base import (
+    MIN_LIFETIME,
     SERVICE_ACCOUNT_TOKEN_TYPE,
     IssuedCredential,
     IssueRequest,
@@ -86,7 +92,7 @@ class TokenRequestBackend:
             raise ValueError("a TokenRequest grant names a service account")
         pod = caller_pod(request.identity, self._cluster_issuers)
         secret: ObjectRef | None = None
-        if pod and pod.namespace == grant.namespace and (
+        if not request.not_after and pod and pod.namespace == grant.namespace and (
             caller_service_account(request.identity) == grant.service_account
         ):
             bound = pod
@@ -96,7 +102,7 @@ class TokenRequestBackend:
             granted = self._api.request_token(
                 grant.namespace, grant.service_account,
                 audiences=request.audiences or self._default_audiences,
-                seconds=request.lifetime, bound_to=bound,
+                seconds=max(request.lifetime, MIN_LIFETIME), bound_to=bound,
             )
         except BaseException:
             if secret is not None:
@@ -115,6 +121,7 @@ class TokenRequestBackend:
                 namespace=grant.namespace, service_account=grant.service_account,
             ),
             bound_to=f"{bound.kind} {bound.namespace}/{bound.name}",
+            caller_pod=f"{pod.namespace}/{pod.name}/{pod.uid}" if pod else "",
         )
 
     def revoke(self, credential: IssuedCredential) -> None:
@@ -126,9 +133,11 @@ class TokenRequestBackend:
                 self._observer.on_session_revoked(self._cluster.name)
 
     def _create_session_secret(self, request: IssueRequest, pod: ObjectRef | None) -> ObjectRef:
+        expires = int(self._clock()) + max(request.lifetime, MIN_LIFETIME)
         annotations = {
             # the API server may shorten the lifetime, never lengthen it: a safe upper bound
-            EXPIRES_ANNOTATION: str(int(self._clock()) + request.lifetime),
+            EXPIRES_ANNOTATION: str(min(expires, request.not_after) if request.not_after
+                                    else expires),
             MAPPING_ANNOTATION: request.mapping,
         }
         if pod is not None:

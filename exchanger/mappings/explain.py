@@ -9,7 +9,9 @@ Rules of this module:
 - candidates are every mapping of the issuer (or only the named role), not just the ones
   the index would pick, so a near miss is visible;
 - claim values are shown (this runs on the operator's machine, with a token they hold),
-  shortened to one line.
+  shortened to one line;
+- a mapping with approval rules or windows also shows them, and the window open at `now` or
+  the next one (in UTC and in the window's zone); `now` is passed in, never read here.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from exchanger.identity import Identity
+from exchanger.mappings.access_lints import describe_access
 from exchanger.mappings.conditions import MISSING, ConditionResult, describe
 from exchanger.mappings.model import Grant, MappingSet, TrustMapping
 from exchanger.mappings.subjects import ClaimReference
@@ -47,6 +50,7 @@ class Explanation:
     granted: TrustMapping | None
     denial: str | None  # "REASON: detail" when nothing would be granted
     grant: Grant | None = None  # the granted mapping's grant, resolved from the claims
+    now: float = 0.0  # when windows are judged (0: windows are listed, not judged)
 
 
 def identity_for(issuer: str, claims: Mapping[str, Any]) -> Identity:
@@ -65,8 +69,10 @@ def _integer(value: object, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
-def explain(mappings: MappingSet, identity: Identity, role: str | None = None) -> Explanation:
-    """Evaluate every candidate and decide as the exchanger would."""
+def explain(mappings: MappingSet, identity: Identity, role: str | None = None,
+            now: float = 0.0) -> Explanation:
+    """Evaluate every candidate and decide as the exchanger would (before its access gate:
+    approvals and windows are shown, not checked)."""
     if role:
         named = mappings.get(role)
         pool = [named] if named is not None else []
@@ -82,7 +88,7 @@ def explain(mappings: MappingSet, identity: Identity, role: str | None = None) -
     except KubegateError as error:
         granted, denial = None, f"{error.reason}: {error.detail or error.public_message}"
     return Explanation(issuer=identity.issuer, role=role or None, candidates=reports,
-                       granted=granted, denial=denial, grant=grant)
+                       granted=granted, denial=denial, grant=grant, now=now)
 
 
 def _report(mapping: TrustMapping, identity: Identity) -> MappingReport:
@@ -142,11 +148,19 @@ def render(explanation: Explanation) -> list[str]:
         if report.refusal:
             lines.append(f"  refused: {report.refusal}")
         lines.append(f"  grants: {describe_grant(mapping.grant)}")
+        lines += describe_access(mapping, explanation.now) if explanation.now else [
+            f"  approval: {line}" for line in (mapping.approval.summary()
+                                               if mapping.approval else ())]
     lines.append("")
     if explanation.granted is not None:
         grant = explanation.grant or explanation.granted.grant
+        needs = [what for what, needed in (("an approved access request",
+                                             explanation.granted.approval is not None),
+                                            ("an open window", bool(explanation.granted.windows)))
+                 if needed]
         lines.append(f"decision: would grant {explanation.granted.name}: "
-                     f"{describe_grant(grant)} (nothing was issued)")
+                     f"{describe_grant(grant)} (nothing was issued)"
+                     + (f"; it also needs {' and '.join(needs)}" if needs else ""))
     else:
         lines.append(f"decision: denied: {explanation.denial}")
     return lines

@@ -34,10 +34,12 @@ parser (their text only, never a claim value) and shown cut short (`grammar.show
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from exchanger.mappings.access_lints import access_warnings
 from exchanger.mappings.ci_lints import (
     SUBJECT_PARTS,
     chosen_without_id,
@@ -181,12 +183,15 @@ def _other_ci_host(host: str, path: str) -> Provider | None:
     return "jenkins" if path.rstrip("/").endswith("/oidc") else None
 
 
-def lint_mapping(mapping: TrustMapping, issuer: IssuerConfig | None = None) -> list[str]:
-    """Warnings about one valid mapping; `issuer` is its issuer's config when known."""
+def lint_mapping(mapping: TrustMapping, issuer: IssuerConfig | None = None,
+                 now: float | None = None) -> list[str]:
+    """Warnings about one valid mapping; `issuer` is its issuer's config when known; `now`
+    (default: the clock) decides which windows have ended."""
     provider = provider_of(mapping, issuer)
     warnings = [*_names_without_ids(mapping, provider), *_open_patterns(mapping, provider),
                 *lint_people(mapping, provider == "oidc"), *unpinned_scope(mapping, provider),
-                *chosen_without_id(mapping, provider)]
+                *chosen_without_id(mapping, provider),
+                *access_warnings(mapping, time.time() if now is None else now)]
     if provider == "github":
         warnings += _events(mapping)
         warnings += _reusable_workflows(mapping)

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Final
 
+from exchanger.access.policy import ApprovalPolicy
+from exchanger.access.windows import Window, WindowSet
 from exchanger.identity import Identity
 from exchanger.mappings.conditions import (
     MISSING,
@@ -164,7 +166,11 @@ class Grant:
 class TrustMapping:
     """Tokens of `issuer` (a configured issuer name) whose claims meet every condition may
     receive `grant`. `name` is the role callers may ask for; `source` says where it was
-    defined (e.g. `web.yaml: document 2`)."""
+    defined (e.g. `web.yaml: document 2`).
+
+    `approval`, when set, means a match is not enough: the exchange also needs an approved
+    access request (`exchanger.access.gate`); `windows`, when not empty, are the only times
+    the mapping may be used at all (`exchanger.access.windows`)."""
 
     name: str
     issuer: str
@@ -172,6 +178,8 @@ class TrustMapping:
     grant: Grant
     description: str = ""
     source: str = ""
+    approval: ApprovalPolicy | None = None
+    windows: tuple[Window, ...] = ()
 
     def __post_init__(self) -> None:
         if not is_dns_subdomain(self.name):
@@ -180,6 +188,10 @@ class TrustMapping:
             raise ValueError("a mapping needs an issuer")
         if not self.conditions:
             raise ValueError("a mapping needs at least one claim condition")
+
+    @property
+    def window_set(self) -> WindowSet:
+        return WindowSet(windows=self.windows)
 
     def results(self, claims: Mapping[str, Any]) -> tuple[ConditionResult, ...]:
         """Every condition's outcome, in order (for an explain view)."""

@@ -12,7 +12,8 @@ Invariants (Kubernetes' structural-schema rules):
 This schema is the coarse, structural check the API server can run; the loader (`load.py`)
 is the authority and also checks what a schema cannot: claim-value types, glob and regex
 syntax, duration syntax and bounds, known issuers and clusters, duplicate names, the shape
-of a user or group taken from a claim and its prefix grammar.
+of a user or group taken from a claim and its prefix grammar, approvers' issuers, RFC 3339
+times and IANA time zones of windows.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def _exactly_one(*names: str) -> list[dict[str, Any]]:
 
 
 _PATTERN: Final = {"minLength": 1, "maxLength": MAX_PATTERN_LENGTH}
+_CLOCK: Final = "^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 CONDITION_SCHEMA: Final[dict[str, Any]] = {
     "type": "object",
@@ -105,6 +107,58 @@ GRANT_SCHEMA: Final[dict[str, Any]] = {
     "oneOf": _exactly_one("serviceAccount", "user"),
 }
 
+APPROVAL_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "description": "A match is not enough: the exchange also needs an approved access request "
+    "of this identity (kubegate access request).",
+    "required": ["approvers"],
+    "properties": {
+        "approvers": {
+            "type": "object",
+            "description": "Who may approve: conditions on the approver's verified token.",
+            "required": ["issuer", "claims"],
+            "properties": {
+                "issuer": _string("A configured issuer name.", minLength=1),
+                "claims": {"type": "array", "description": "Conditions that must all hold.",
+                           "minItems": 1, "items": CONDITION_SCHEMA},
+            },
+        },
+        "count": {"type": "integer", "description": "Distinct approvals needed; default 1.",
+                  "minimum": 1, "maximum": 5},
+        "allowSelfApproval": {"type": "boolean", "description": "Whether the requester's own "
+                              "approval counts; default false."},
+        "reasonRequired": {"type": "boolean", "description": "Default true."},
+        "ticketPattern": _string("A regular expression a request's ticket must match whole.",
+                                 **_PATTERN),
+        "maxDuration": {
+            "description": "The longest duration a request may ask for: a duration such as 1h "
+            "or integer seconds; at most 24h; default 1h.",
+            "x-kubernetes-int-or-string": True,
+        },
+        "reuse": _string("duration (default): any exchanges until the request ends; single: "
+                         "one exchange.", enum=["duration", "single"]),
+        "bindTo": _strings("Claims copied from the requester's token; an exchange's token "
+                           "must carry the same values (e.g. run_id, run_attempt, sha)."),
+    },
+}
+
+WINDOW_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "description": "A one-off window (start, end: RFC 3339) or a recurring one (days, from, "
+    "to, timeZone: wall-clock times; to <= from crosses midnight).",
+    "properties": {
+        "start": _string("RFC 3339 date-time with an offset, e.g. 2026-12-05T22:00:00Z."),
+        "end": _string("RFC 3339 date-time with an offset."),
+        "days": {"type": "array", "description": "Days the window opens; default every day.",
+                 "items": {"type": "string", "enum": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat",
+                                                     "Sun"]}},
+        "from": _string("Opening wall-clock time, HH:MM.", pattern=_CLOCK),
+        "to": _string("Closing wall-clock time, HH:MM.", pattern=_CLOCK),
+        "timeZone": _string("An IANA time zone such as Europe/Berlin; default UTC."),
+    },
+    "oneOf": [{"required": ["start", "end"]}, {"required": ["from", "to"]}],
+}
+
 SPEC_SCHEMA: Final[dict[str, Any]] = {
     "type": "object",
     "required": ["issuer", "claims", "grant"],
@@ -118,6 +172,9 @@ SPEC_SCHEMA: Final[dict[str, Any]] = {
             "items": CONDITION_SCHEMA,
         },
         "grant": GRANT_SCHEMA,
+        "approval": APPROVAL_SCHEMA,
+        "windows": {"type": "array", "description": "When the mapping may be used at all; "
+                    "empty: always.", "items": WINDOW_SCHEMA},
     },
 }
 

@@ -16,8 +16,13 @@ Rules of this module:
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import Any, Final, cast
+from zoneinfo import ZoneInfo
 
+from exchanger.access.policy import MAX_APPROVALS, MAX_DURATION, ApprovalPolicy, Approvers, Reuse
+from exchanger.access.windows import DAYS, OneOffWindow, RecurringWindow, Window
 from exchanger.mappings.conditions import Condition, Operator, Scalar, json_type, value_key
 from exchanger.mappings.model import (
     DEFAULT_LIFETIME_SECONDS,
@@ -28,6 +33,7 @@ from exchanger.mappings.model import (
     is_dns_label,
     is_dns_subdomain,
 )
+from exchanger.mappings.patterns import compile_regex
 from exchanger.mappings.schema import API_VERSION, KIND
 from exchanger.mappings.subjects import (
     ClaimReference,
@@ -52,7 +58,15 @@ _IGNORED_METADATA: Final = frozenset({
     "creationTimestamp", "managedFields", "finalizers", "ownerReferences", "generateName",
     "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink",
 })
-_SPEC_FIELDS: Final = frozenset({"issuer", "description", "claims", "grant"})
+_SPEC_FIELDS: Final = frozenset({"issuer", "description", "claims", "grant", "approval",
+                                 "windows"})
+_APPROVAL_FIELDS: Final = frozenset({
+    "approvers", "count", "allowSelfApproval", "reasonRequired", "ticketPattern", "maxDuration",
+    "reuse", "bindTo",
+})
+_ONE_OFF_FIELDS: Final = frozenset({"start", "end"})
+_RECURRING_FIELDS: Final = frozenset({"days", "from", "to", "timeZone"})
+_CLOCK: Final = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 _CONDITION_FIELDS: Final = frozenset({"claim", *(operator.value for operator in Operator)})
 _OPERATORS: Final = ", ".join(operator.value for operator in Operator)
 _GRANT_FIELDS: Final = frozenset({
@@ -274,10 +288,166 @@ def _spec(document: dict[str, Any], report: Report, issuers: frozenset[str] | No
         report.add("spec.description", f"expected a string, got {json_type(description)}")
     conditions = _conditions(spec, report)
     grant = _grant(spec, report, clusters)
+    approval = _approval(spec, report, issuers) if "approval" in spec else None
+    windows = _windows(spec.get("windows", []), report)
     if report.problems:
         return None
     return {"issuer": issuer, "description": description, "conditions": conditions,
-            "grant": grant}
+            "grant": grant, "approval": approval, "windows": windows}
+
+
+# -- spec.approval and spec.windows (exchanger.access.policy, exchanger.access.windows) -----
+
+
+def _flag(obj: dict[str, Any], key: str, field: str, default: bool, report: Report) -> bool:
+    value = obj.get(key, default)
+    if not isinstance(value, bool):
+        report.add(f"{field}.{key}", f"expected true or false, got {json_type(value)}")
+        return default
+    return value
+
+
+def _approval(spec: dict[str, Any], report: Report,
+              issuers: frozenset[str] | None) -> ApprovalPolicy | None:
+    where, before = "spec.approval", len(report.problems)
+    approval = child(spec, "approval", "spec", report)
+    if approval is None:
+        return None
+    check_fields(approval, _APPROVAL_FIELDS, where, report)
+    approvers = _approvers(approval, report, issuers)
+    count = approval.get("count", 1)
+    if type(count) is not int or not 1 <= count <= MAX_APPROVALS:
+        report.add(f"{where}.count", f"expected a whole number from 1 to {MAX_APPROVALS}, got "
+                   f"{shown(count)}")
+    ticket = approval.get("ticketPattern", "")
+    if not isinstance(ticket, str):
+        report.add(f"{where}.ticketPattern", f"expected a string, got {json_type(ticket)}")
+    else:
+        _check_pattern(ticket, f"{where}.ticketPattern", report)
+    duration = _max_duration(approval, report)
+    reuse = approval.get("reuse", Reuse.DURATION.value)
+    if reuse not in {r.value for r in Reuse}:
+        report.add(f"{where}.reuse", f"expected duration or single, got {shown(reuse)}")
+    bind_to = strings_at(approval, "bindTo", where, report)
+    flags = (_flag(approval, "allowSelfApproval", where, False, report),
+             _flag(approval, "reasonRequired", where, True, report))
+    if len(report.problems) > before or approvers is None or duration is None:
+        return None
+    return ApprovalPolicy(approvers=approvers, count=count, allow_self_approval=flags[0],
+                          reason_required=flags[1], ticket_pattern=ticket,
+                          max_duration=duration, reuse=Reuse(reuse), bind_to=bind_to)
+
+
+def _approvers(approval: dict[str, Any], report: Report,
+               issuers: frozenset[str] | None) -> Approvers | None:
+    where = "spec.approval.approvers"
+    approvers = child(approval, "approvers", "spec.approval", report)
+    if approvers is None:
+        return None
+    check_fields(approvers, {"issuer", "claims"}, where, report)
+    issuer = string_at(approvers, "issuer", where, report, required=True)
+    check_known(issuer, issuers, "issuer", f"{where}.issuer", report)
+    conditions = parse_conditions(approvers.get("claims"), f"{where}.claims", report)
+    if issuer is None or conditions is None:
+        return None
+    return Approvers(issuer=issuer, conditions=conditions)
+
+
+def _check_pattern(ticket: str, field: str, report: Report) -> None:
+    if ticket:
+        try:
+            compile_regex(ticket)
+        except ValueError as error:
+            report.add(field, str(error))
+
+
+def _max_duration(approval: dict[str, Any], report: Report) -> int | None:
+    field = "spec.approval.maxDuration"
+    try:
+        seconds = parse_whole_seconds(approval.get("maxDuration", "1h"))
+    except ValueError as error:
+        report.add(field, str(error))
+        return None
+    if not 0 < seconds <= MAX_DURATION:
+        report.add(field, f"must be more than 0s and at most 24h, got {seconds}s")
+        return None
+    return seconds
+
+
+def _windows(raw: object, report: Report) -> tuple[Window, ...]:
+    if not isinstance(raw, list):
+        report.add("spec.windows", f"expected a list of windows, got {json_type(raw)}")
+        return ()
+    windows = [_window(item, f"spec.windows[{i}]", report) for i, item in enumerate(raw)]
+    return tuple(window for window in windows if window is not None)
+
+
+def _window(raw: object, field: str, report: Report) -> Window | None:
+    obj = object_at(raw, field, report)
+    if obj is None:
+        return None
+    if "start" in obj or "end" in obj:
+        check_fields(obj, _ONE_OFF_FIELDS, field, report)
+        start, end = _instant(obj, "start", field, report), _instant(obj, "end", field, report)
+        if start is None or end is None:
+            return None
+        if end <= start:
+            report.add(f"{field}.end", "must be after start")
+            return None
+        return OneOffWindow(start=start, end=end)
+    check_fields(obj, _RECURRING_FIELDS, field, report)
+    days = _days(obj, field, report)
+    begin, until = _clock(obj, "from", field, report), _clock(obj, "to", field, report)
+    zone = string_at(obj, "timeZone", field, report, required=False) or "UTC"
+    try:
+        ZoneInfo(zone)
+    except (KeyError, ValueError):  # ZoneInfoNotFoundError is a KeyError
+        report.add(f"{field}.timeZone", f"{shown(zone)} is not an IANA time zone")
+        return None
+    if days is None or begin is None or until is None:
+        return None
+    return RecurringWindow(days=days, start=begin, end=until, zone=zone)
+
+
+def _instant(obj: dict[str, Any], key: str, field: str, report: Report) -> int | None:
+    """An RFC 3339 date-time with an offset (Z or ±hh:mm), as a quoted string."""
+    raw = obj.get(key)
+    try:
+        if not isinstance(raw, str):
+            raise TypeError
+        value = dt.datetime.fromisoformat(raw)
+    except (TypeError, ValueError):
+        hint = " (quote it)" if isinstance(raw, dt.date) else ""
+        report.add(f"{field}.{key}", "required" if key not in obj else
+                   f"expected an RFC 3339 date-time such as \"2026-12-05T22:00:00Z\", got "
+                   f"{shown(raw) if isinstance(raw, str) else json_type(raw)}{hint}")
+        return None
+    if value.tzinfo is None or "T" not in raw.upper():
+        report.add(f"{field}.{key}", "needs a date, a time and an offset (Z or +01:00)")
+        return None
+    return int(value.timestamp())
+
+
+def _days(obj: dict[str, Any], field: str, report: Report) -> tuple[int, ...] | None:
+    names = strings_at(obj, "days", field, report) if "days" in obj else DAYS
+    unknown = [name for name in names if name not in DAYS]
+    if unknown or not names:
+        report.add(f"{field}.days", f"expected days among {', '.join(DAYS)}"
+                   + (f", got {shown(unknown[0])}" if unknown else ""))
+        return None
+    return tuple(DAYS.index(name) for name in names)
+
+
+def _clock(obj: dict[str, Any], key: str, field: str, report: Report) -> dt.time | None:
+    raw = obj.get(key)
+    found = _CLOCK.fullmatch(raw) if isinstance(raw, str) else None
+    if found is None:
+        report.add(f"{field}.{key}", "required" if key not in obj else
+                   "expected a wall-clock time HH:MM (00:00 to 23:59), got "
+                   + (shown(raw) if isinstance(raw, str) else json_type(raw)
+                      + " (quote it: YAML reads 22:00 unquoted as a number)"))
+        return None
+    return dt.time(int(found[1]), int(found[2]))
 
 
 def _constant(document: dict[str, Any], key: str, expected: str, report: Report) -> None:

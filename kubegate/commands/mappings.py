@@ -48,6 +48,7 @@ from exchanger.blast.render import FORMATS, render_changes, render_radii
 from exchanger.blast.rights import RightsFinder
 from exchanger.config import Config, load_config
 from exchanger.mapping_sources import list_cluster_mappings
+from exchanger.mappings.access_lints import access_errors, backend_of
 from exchanger.mappings.explain import explain, identity_for, render
 from exchanger.mappings.lint import check_types, lint_issuers, lint_mapping
 from exchanger.mappings.load import (
@@ -192,6 +193,7 @@ def validate_paths(paths: Iterable[Path], config: Config | None) -> tuple[list[F
     known_issuers = frozenset(issuers) if config is not None else None
     known_clusters = (frozenset(c.name for c in config.clusters) if config is not None
                       else None)
+    backends = {c.name: c.backend for c in config.clusters} if config is not None else None
     findings: list[Finding] = []
     mappings: list[TrustMapping] = []
     count = 0
@@ -214,19 +216,21 @@ def validate_paths(paths: Iterable[Path], config: Config | None) -> tuple[list[F
                          for problem in found]
             if mapping is not None:
                 mappings.append(mapping)
-                findings += _mapping_findings(mapping, where, issuers.get(mapping.issuer))
+                findings += _mapping_findings(mapping, where, issuers.get(mapping.issuer),
+                                              backend_of(mapping, backends))
         findings += [_split(problem) for problem in problems]  # YAML: ends the file
     for problem in duplicate_names(mappings):
         findings.append(_split(problem))
     return findings, count
 
 
-def _mapping_findings(mapping: TrustMapping, where: str,
-                      issuer: IssuerConfig | None) -> list[Finding]:
+def _mapping_findings(mapping: TrustMapping, where: str, issuer: IssuerConfig | None,
+                      backend: str | None = None) -> list[Finding]:
     """The findings of a mapping the exchanger accepts: errors for conditions that can never
-    match their claim's known type, warnings for risky trust."""
+    match their claim's known type and for approvals or windows a self-issued token would
+    outlive (`backend`: its cluster's, when known), warnings for risky trust."""
     return [*(Finding(where=where, level="error", message=message)
-              for message in check_types(mapping, issuer)),
+              for message in [*check_types(mapping, issuer), *access_errors(mapping, backend)]),
             *(Finding(where=where, level="warning", message=message)
               for message in lint_mapping(mapping, issuer))]
 
@@ -269,7 +273,7 @@ def run_explain(args: argparse.Namespace) -> int:
     lines = [*header, issuer_line, *_notes(config, issuer_name, claims),
              f"role: {args.role or 'none (exactly one mapping must match)'}",
              *(f"invalid, left out: {' '.join(problem.split())}" for problem in problems), ""]
-    explanation = explain(mappings, identity, args.role or None)
+    explanation = explain(mappings, identity, args.role or None, now=time.time())
     print("\n".join(lines + render(explanation)))
     if args.blast_radius and explanation.granted is not None:
         print()

@@ -3,6 +3,7 @@ lifetimes and audiences clamped to the mapping."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -284,3 +285,247 @@ def test_the_self_issued_backend_signs_the_resolved_names_and_refuses_a_template
     assert (claims["sub"], claims["groups"]) == (f"oidc:{PERSON_EMAIL}", [])
     assert credential.token_id == "s-1"
     assert credential.cluster.user == f"oidc:{PERSON_EMAIL}"
+
+
+# -- approval mappings: the access gate, the audit line, the session ----------------------
+
+
+def approval_set(**policy: Any) -> MappingSet:
+    from exchanger.access.policy import ApprovalPolicy, Approvers
+
+    [plain] = mappings().mappings
+    leads = (Condition(path=("groups",), operator=Operator.CONTAINS, expected="leads"),)
+    return MappingSet(mappings=(dataclasses.replace(plain, approval=ApprovalPolicy(
+        approvers=Approvers(issuer="github", conditions=leads), **policy)),))
+
+
+def gated_exchanger(mapping_set: MappingSet, store: Any, sessions: Any = None,
+                    backend: FakeBackend | None = None,
+                    ) -> tuple[Exchanger, FakeAudit, FakeBackend]:
+    from exchanger.access.gate import AccessGate
+
+    audit, backend = FakeAudit(), backend or FakeBackend()
+    return Exchanger(
+        verifier=FakeVerifier(), mappings=mapping_set, backends={"prod": backend}, audit=audit,
+        clock=lambda: NOW, new_session_id=lambda: "session-1",
+        gate=AccessGate(store, clock=lambda: NOW), sessions=sessions,
+    ), audit, backend
+
+
+def approved(store: Any, mapping_set: MappingSet, duration: int = 1800) -> Any:
+    from exchanger.access.lifecycle import approve, new_request
+
+    [mapping] = mapping_set.mappings
+    lead = Identity(issuer="github", issuer_url="https://token.actions.example", subject="lead",
+                    token_id=None, audiences=(), issued_at=NOW - 10, expires_at=NOW + 10,
+                    claims={"groups": ["leads"], "email": "lead@example.com",
+                            "email_verified": True})
+    request = store.create(new_request(mapping=mapping, identity=identity(), reason="deploy",
+                                       ticket="", duration=duration, now=NOW - 60,
+                                       request_id="ar-0123456789abcdef"))
+    return store.replace(approve(request, mapping=mapping, approver=lead, now=NOW - 30))
+
+
+class MemorySessions:
+    def __init__(self, error: KubegateError | None = None) -> None:
+        self.sessions: list[Any] = []
+        self.error = error
+
+    def create(self, session: Any) -> Any:
+        if self.error:
+            raise self.error
+        self.sessions.append(session)
+        return session
+
+
+def test_an_approval_mapping_without_a_request_is_denied_and_audited() -> None:
+    from tests.unit.exchanger.test_access_gate import MemoryAccessStore
+
+    use_case, audit, backend = gated_exchanger(approval_set(), MemoryAccessStore())
+    with pytest.raises(PermissionDeniedError) as refused:
+        use_case.exchange(ExchangeInput(subject_token="a.b.c"))
+    assert refused.value.reason == "APPROVAL_REQUIRED"
+    assert backend.issued == []
+    [record] = audit.records
+    assert (record.decision, record.reason, record.mapping) == ("deny", "APPROVAL_REQUIRED",
+                                                                "web")
+
+
+def test_an_approval_mapping_without_a_gate_is_refused() -> None:
+    use_case, audit, backend = exchanger(mapping_set=approval_set())
+    with pytest.raises(PermissionDeniedError) as refused:
+        use_case.exchange(ExchangeInput(subject_token="a.b.c"))
+    assert refused.value.reason == "APPROVAL_REQUIRED" and backend.issued == []
+
+
+def test_an_approved_request_admits_names_request_and_approvers_and_records_a_session() -> None:
+    from exchanger.access.model import State
+    from tests.unit.exchanger.test_access_gate import MemoryAccessStore
+
+    store, sessions, mapping_set = MemoryAccessStore(), MemorySessions(), approval_set()
+    request = approved(store, mapping_set)
+    use_case, audit, backend = gated_exchanger(mapping_set, store, sessions)
+    use_case.exchange(ExchangeInput(subject_token="a.b.c"))
+    [issued] = backend.issued
+    assert (issued.lifetime, issued.not_after) == (1200, request.ends_at)  # 1770s left
+    [record] = audit.records
+    line = record.to_dict()
+    assert (line["access_request"], line["approvers"]) == ("ar-0123456789abcdef",
+                                                           ["lead@example.com"])
+    assert store.requests[request.id].state is State.ACTIVE
+    [session] = sessions.sessions
+    assert (session.id, session.mapping, session.cluster, session.namespace,
+            session.secret, session.access_request, session.ci, session.caller.subject) == (
+        "session-1", "web", "prod", "web", "web/kubegate-session-1", request.id,
+        {"repository_id": "42"}, identity().subject)
+    assert session.not_after == min(NOW + 1200, request.ends_at)
+
+
+def test_the_request_end_cuts_the_lifetime_below_ten_minutes_and_refuses_under_a_minute(
+) -> None:
+    from tests.unit.exchanger.test_access_gate import MemoryAccessStore
+
+    store, mapping_set = MemoryAccessStore(), approval_set()
+    request = approved(store, mapping_set, duration=330)  # ends 300s from NOW
+    use_case, _, backend = gated_exchanger(mapping_set, store)
+    use_case.exchange(ExchangeInput(subject_token="a.b.c"))
+    assert (backend.issued[0].lifetime, backend.issued[0].not_after) == (300, request.ends_at)
+    store.requests.clear()
+    approved(store, mapping_set, duration=60)  # ends 30s from NOW
+    use_case, audit, backend = gated_exchanger(mapping_set, store)
+    with pytest.raises(PermissionDeniedError) as refused:
+        use_case.exchange(ExchangeInput(subject_token="a.b.c"))
+    assert refused.value.reason == "REQUEST_ENDING" and backend.issued == []
+
+
+def test_allow_lines_without_a_request_keep_their_shape() -> None:
+    use_case, audit, _ = exchanger()
+    use_case.exchange(ExchangeInput(subject_token="a.b.c"))
+    assert "access_request" not in audit.records[0].to_dict()
+
+
+def test_a_session_store_failure_does_not_fail_the_exchange() -> None:
+    from tests.unit.exchanger.test_access_gate import MemoryAccessStore
+
+    store, mapping_set = MemoryAccessStore(), approval_set()
+    approved(store, mapping_set)
+    failing = MemorySessions(error=UnavailableError("SESSIONS_UNAVAILABLE"))
+    use_case, audit, backend = gated_exchanger(mapping_set, store, failing)
+    credential, _ = use_case.exchange(ExchangeInput(subject_token="a.b.c"))
+    assert credential.session_id == "session-1" and backend.revoked == []
+
+
+def test_a_single_use_request_used_meanwhile_revokes_the_fresh_credential() -> None:
+    from exchanger.access.policy import Reuse
+    from tests.unit.exchanger.test_access_gate import MemoryAccessStore
+
+    store, mapping_set = MemoryAccessStore(), approval_set(reuse=Reuse.SINGLE)
+    approved(store, mapping_set)
+
+    class RacingBackend(FakeBackend):
+        def issue(self, request: IssueRequest) -> IssuedCredential:  # another replica wins
+            from exchanger.access.lifecycle import use
+
+            [stored] = store.requests.values()
+            store.replace(use(stored, NOW, mapping_set.mappings[0].approval))  # type: ignore[arg-type]
+            return super().issue(request)
+
+    use_case, audit, backend = gated_exchanger(mapping_set, store, backend=RacingBackend())
+    with pytest.raises(PermissionDeniedError) as refused:
+        use_case.exchange(ExchangeInput(subject_token="a.b.c"))
+    assert refused.value.reason == "NOT_USABLE" and backend.revoked == ["session-1"]
+    assert [r.decision for r in audit.records] == ["allow", "deny"]
+
+
+class RecordingKubeApi:
+    """KubeApi: session Secrets and TokenRequests recorded; the API server's 600s floor."""
+
+    def __init__(self) -> None:
+        self.secrets: dict[str, dict[str, str]] = {}
+        self.bound_to: list[str] = []
+        self.seconds: list[int] = []
+
+    def create_session_secret(self, namespace: str, name: str, labels: Any,
+                              annotations: Any) -> Any:
+        from exchanger.kube.port import ObjectRef
+
+        self.secrets[f"{namespace}/{name}"] = dict(annotations)
+        return ObjectRef(kind="Secret", name=name, uid="uid-s", namespace=namespace)
+
+    def request_token(self, namespace: str, service_account: str, *, audiences: Any,
+                      seconds: int, bound_to: Any) -> Any:
+        import base64
+        import json
+
+        from exchanger.kube.port import GrantedToken
+
+        assert seconds >= 600
+        self.bound_to.append(bound_to.kind)
+        self.seconds.append(seconds)
+        payload = base64.urlsafe_b64encode(json.dumps({"jti": "j-1"}).encode()).decode()
+        return GrantedToken(token=f"e30.{payload.rstrip('=')}.c2ln", expires_at=NOW + seconds)
+
+    def delete_secret(self, namespace: str, name: str) -> None:
+        self.secrets.pop(f"{namespace}/{name}", None)
+
+
+def pod_caller() -> Identity:
+    return Identity(issuer="prod-sa", issuer_url="https://kubernetes.default.svc",
+                    subject="system:serviceaccount:web:deployer", token_id=None,
+                    audiences=("kubegate",), issued_at=NOW - 10, expires_at=NOW + 300,
+                    claims={"kubernetes.io": {"namespace": "web",
+                                              "serviceaccount": {"name": "deployer"},
+                                              "pod": {"name": "p", "uid": "u"}}})
+
+
+def test_token_request_with_not_after_binds_to_a_secret_that_ends_at_not_after() -> None:
+    from exchanger.backends.tokenrequest import TokenRequestBackend
+
+    api = RecordingKubeApi()
+    cluster = ClusterInfo(name="prod", server="https://k", certificate_authority_data=b"",
+                          namespace="")
+    backend = TokenRequestBackend(api=api, cluster=cluster,  # type: ignore[arg-type]
+                                  cluster_issuers=frozenset({"prod-sa"}), clock=lambda: NOW)
+    grant = Grant(cluster="prod", namespace="web", service_account="deployer")
+    plain = backend.issue(IssueRequest(identity=pod_caller(), mapping="web", grant=grant,
+                                       lifetime=900, audiences=(), session_id="s1"))
+    assert (plain.bound_to, plain.secret, plain.caller_pod) == ("Pod web/p", "", "web/p/u")
+    limited = backend.issue(IssueRequest(identity=pod_caller(), mapping="web", grant=grant,
+                                         lifetime=120, audiences=(), session_id="s2",
+                                         not_after=NOW + 120))
+    assert (limited.bound_to, limited.secret) == ("Secret web/kubegate-session-s2",
+                                                  "web/kubegate-session-s2")
+    assert api.seconds == [900, 600]  # TokenRequest's floor; the Secret ends it sooner
+    from exchanger.kube.port import EXPIRES_ANNOTATION
+
+    assert api.secrets["web/kubegate-session-s2"][EXPIRES_ANNOTATION] == str(NOW + 120)
+
+
+def test_issue_requests_below_ten_minutes_need_a_not_after() -> None:
+    grant = Grant(cluster="prod", namespace="web", service_account="deployer")
+    with pytest.raises(ValueError, match="at least 600s"):
+        IssueRequest(identity=identity(), mapping="web", grant=grant, lifetime=300,
+                     audiences=(), session_id="s")
+    with pytest.raises(ValueError, match="at least 60s"):
+        IssueRequest(identity=identity(), mapping="web", grant=grant, lifetime=59,
+                     audiences=(), session_id="s", not_after=NOW + 59)
+
+
+def test_a_self_issued_token_expires_at_not_after_at_the_latest() -> None:
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from exchanger.backends.selfissued import SelfIssuedBackend, SelfIssuedSigner
+
+    signer = SelfIssuedSigner(key=ec.generate_private_key(ec.SECP256R1()),
+                              issuer_url="https://kubegate.example", audience="k8s",
+                              clock=lambda: NOW)
+    backend = SelfIssuedBackend(signer, ClusterInfo(name="prod", server="https://k8s",
+                                                    certificate_authority_data=b"",
+                                                    namespace="ops"))
+    grant = Grant(cluster="prod", namespace="ops", user="oncall")
+    credential = backend.issue(IssueRequest(identity=person(), mapping="m", grant=grant,
+                                            lifetime=300, audiences=(), session_id="s-1",
+                                            not_after=NOW + 200))
+    claims = jwt.decode(credential.token, options={"verify_signature": False})
+    assert claims["exp"] == credential.expires_at == NOW + 200
