@@ -1,6 +1,6 @@
 """deploy/helm/kubegate against deploy/base and the real API server.
 
-- The chart lints clean (also `--strict`), and its CRD is deploy/base's file byte for byte.
+- The chart lints clean (also `--strict`), and its CRDs are deploy/base's files byte for byte.
 - With default values and `--namespace kubegate` it renders deploy/base object for object:
   the same kinds, namespaces and names, and each object equal to the base's once what
   legitimately differs is set aside (Helm's labels and annotations, kustomize's hash suffix on
@@ -141,11 +141,14 @@ def test_it_runs_the_image_of_this_version_through_its_entry_point(
     assert container(chart)["args"][0] in SUBCOMMANDS
 
 
-def test_its_crd_is_the_base_file_byte_for_byte() -> None:
-    copied = CHART / "crds" / "crd-trustmapping.yaml"
-    assert copied.read_bytes() == (BASE / "crd-trustmapping.yaml").read_bytes(), (
-        "deploy/helm/kubegate/crds/crd-trustmapping.yaml drifted from deploy/base: "
-        "cp deploy/base/crd-trustmapping.yaml deploy/helm/kubegate/crds/")
+@pytest.mark.parametrize("name", ["crd-trustmapping.yaml", "crd-accessrequest.yaml",
+                                  "crd-kubegatesession.yaml"])
+def test_its_crds_are_the_base_files_byte_for_byte(name: str) -> None:
+    assert sorted(path.name for path in (CHART / "crds").iterdir()) == sorted(
+        path.name for path in BASE.glob("crd-*.yaml"))
+    copied = CHART / "crds" / name
+    assert copied.read_bytes() == (BASE / name).read_bytes(), (
+        f"deploy/helm/kubegate/crds/{name} drifted from deploy/base: run scripts/gen-crd")
 
 
 # -- default values: deploy/base --------------------------------------------------------------
@@ -324,6 +327,8 @@ def test_another_namespace_gets_collision_safe_cluster_scoped_names(helm: Helm) 
                       if "namespace" not in d["metadata"] and d["kind"] != "Namespace"}
     assert cluster_scoped == {
         ("CustomResourceDefinition", "trustmappings.kubegate.io"),
+        ("CustomResourceDefinition", "accessrequests.kubegate.io"),
+        ("CustomResourceDefinition", "kubegatesessions.kubegate.io"),
         ("ClusterRole", "kubegate-platform-exchanger-tokenreview"),
         ("ClusterRoleBinding", "kubegate-platform-exchanger-tokenreview"),
         ("ValidatingAdmissionPolicy", "kubegate-platform-exchanger-session-secrets-only"),
@@ -419,9 +424,12 @@ def test_its_service_account_may_do_what_the_bases_may_and_nothing_more(
     me = f"system:serviceaccount:{applied}:kubegate-exchanger"
     fresh = f"system:serviceaccount:{applied}:nobody"
     tokenreviews = ("tokenreviews.authentication.k8s.io", "", "create")
+    access = "get list watch create update patch delete"
     own = {tokenreviews, ("trustmappings.kubegate.io", "", "get list watch"),
            ("trustmappings.kubegate.io/status", "", "patch"),
-           ("configmaps", "kubegate-audit-checkpoints", "get patch")}
+           ("configmaps", "kubegate-audit-checkpoints", "get patch"),
+           ("accessrequests.kubegate.io", "", access),
+           ("kubegatesessions.kubegate.io", "", access)}
     baseline = rules_of(kubectl, fresh, applied)
     assert rules_of(kubectl, me, applied) - baseline == own
     assert rules_of(kubectl, me, "default") - rules_of(kubectl, fresh, "default") == {
@@ -447,6 +455,8 @@ def test_its_service_account_cannot_read_secrets_or_other_namespaces(
         ("patch", "configmaps/kubegate-audit-checkpoints", "-n", "kubegate"),
         ("create", "serviceaccounts/kubegate-exchanger", "--subresource=token", "-n", applied),
         ("create", "rolebindings", "-n", applied), ("*", "*"),
+        ("list", "accessrequests.kubegate.io", "--all-namespaces"),
+        ("get", "kubegatesessions.kubegate.io", "-n", "kubegate"),
     ]
     assert [request for request in refused if can_i(kubectl, me, *request)] == []
 
