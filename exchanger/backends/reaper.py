@@ -1,80 +1,54 @@
-"""Revocation by deletion: the SessionReaper deletes kubegate's session Secrets whose caller
-pod is gone (so a pipeline's credential dies with its pod) or whose token has expired (so
-nothing piles up). Deleting the Secret invalidates every token bound to it.
+"""The SessionReaper: every few seconds, end the sessions that are due, from the session
+index (`Revoker.end_due`): past their `not_after` (the credential's expiry, or earlier the end
+of their access request or window), or their caller pod gone (so a pipeline's credential
+dies with its pod). Ending a session deletes its Secret by name, which invalidates every
+token bound to it.
 
-It keeps no state of its own: everything it needs is in the Secrets' annotations, so any
-replica can run it and a restarted exchanger picks up where the last one left off. Each
-session reaped and each run (ok, or error when a namespace or the run failed) is told to a
-`SessionObserver` (the metrics), so a reaper that stopped working shows.
+Rules of this module:
+- it reads the index, never the cluster's Secrets: the exchanger may not list or read
+  Secrets where it grants (only create and delete its own, by name);
+- it keeps no state of its own: the index is where every replica sees it, so any replica can
+  run it and a restarted exchanger ends what was scheduled before the restart;
+- each run is told to a `SessionObserver` (the metrics) for every cluster: "ok", or "error"
+  when a session of that cluster could not be ended (or the index could not be read), so a
+  reaper that stopped working shows. The sessions it ends are counted by the Revoker.
+
+Session Secrets made before the index existed have no session record: the reaper does not
+see them. Their tokens expire on their own (TokenRequest expiry); an operator may delete
+the Secrets labelled `kubegate.io/session` that remain.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
+from exchanger.access.model import Session
 from exchanger.backends.base import SessionObserver
-from exchanger.kube.port import (
-    CALLER_POD_ANNOTATION,
-    EXPIRES_ANNOTATION,
-    KubeApi,
-    SessionSecret,
-)
-from kubegate.errors import KubegateError
 from kubegate.workers import BackgroundWorker, periodic
 
 log = logging.getLogger(__name__)
 
-
-def reap_reason(secret: SessionSecret, api: KubeApi, now: float) -> str | None:
-    """Why this session Secret should go, or None to keep it."""
-    expires = secret.annotations.get(EXPIRES_ANNOTATION, "")
-    if expires.isdigit() and int(expires) <= now:
-        return "expired"
-    caller = secret.annotations.get(CALLER_POD_ANNOTATION)
-    if caller:
-        namespace, _, rest = caller.partition("/")
-        name, _, uid = rest.partition("/")
-        pod = api.get_pod(namespace, name)
-        if pod is None or pod.uid != uid:
-            return "caller pod gone"
-    return None
+INTERVAL = 5.0  # seconds between runs: with the API server's ~10 s token cache, a due
+# session's token is refused within ~15 s
 
 
-def reap(api: KubeApi, namespaces: Iterable[str], now: float,
-         failed: list[str] | None = None) -> list[tuple[str, str]]:
-    """Delete the session Secrets that should go; return (secret, reason) for each. A
-    namespace that fails (e.g. kubegate has no Role there yet) is logged, added to `failed`
-    and skipped, so it never holds back revocation in the others."""
-    reaped = []
-    for namespace in sorted(namespaces):
-        try:
-            reaped += _reap_namespace(api, namespace, now)
-        except KubegateError as error:
-            log.warning("session reaper: %s: %s", namespace, error.detail or error.reason)
-            if failed is not None:
-                failed.append(namespace)
-    return reaped
+class DueSessions(Protocol):
+    """What the reaper needs of `exchanger.access.revocation.Revoker`."""
 
-
-def _reap_namespace(api: KubeApi, namespace: str, now: float) -> list[tuple[str, str]]:
-    reaped = []
-    for secret in api.list_session_secrets(namespace):
-        reason = reap_reason(secret, api, now)
-        if reason:
-            api.delete_secret(secret.namespace, secret.name)
-            reaped.append((f"{secret.namespace}/{secret.name}", reason))
-    return reaped
+    def end_due(self, now: float, failed: list[str] | None = None) -> list[Session]: ...
 
 
 class SessionReaper:
-    """Runs `reap` every `interval` seconds in a daemon thread."""
+    """Runs `end_due` every `interval` seconds in a daemon thread; `clusters` are the ones
+    whose runs are reported (the tokenRequest clusters)."""
 
-    def __init__(self, *, api: KubeApi, namespaces: Callable[[], Iterable[str]],
-                 clock: Callable[[], float], interval: float = 5.0, cluster: str = "",
+    def __init__(self, *, revoker: DueSessions, clock: Callable[[], float],
+                 clusters: Iterable[str] = (), interval: float = INTERVAL,
                  observer: SessionObserver | None = None) -> None:
-        self._api, self._namespaces, self._clock = api, namespaces, clock
-        self._cluster, self._observer = cluster, observer
+        self._revoker, self._clock = revoker, clock
+        self._clusters, self._observer = tuple(sorted(clusters)), observer
         self._worker = BackgroundWorker("session-reaper", periodic(
             self.reap_once, interval=interval, log=log, what="session reaper"))
 
@@ -84,15 +58,20 @@ class SessionReaper:
     def stop(self) -> None:
         self._worker.stop(timeout=10)
 
-    def reap_once(self) -> None:
+    def reap_once(self) -> list[Session]:
+        """One run: the sessions it ended."""
         failed: list[str] = []
-        result = "error"
+        done = False
         try:
-            for secret, reason in reap(self._api, self._namespaces(), self._clock(), failed):
-                log.info("revoked session %s: %s", secret, reason)
-                if self._observer is not None:
-                    self._observer.on_session_reaped(self._cluster, reason.replace(" ", "_"))
-            result = "error" if failed else "ok"
+            ended = self._revoker.end_due(self._clock(), failed)
+            done = True
         finally:
             if self._observer is not None:
-                self._observer.on_reaper_run(self._cluster, result, self._clock())
+                finished = self._clock()
+                for cluster in self._clusters:
+                    ok = done and cluster not in failed
+                    self._observer.on_reaper_run(cluster, "ok" if ok else "error", finished)
+        for session in ended:
+            log.info("ended session %s (%s, %s): %s", session.id, session.cluster,
+                     session.secret or "no Secret", session.end_reason)
+        return ended

@@ -24,13 +24,7 @@ import kubernetes.config
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from exchanger.kube.port import (
-    SESSION_LABEL,
-    GrantedToken,
-    ObjectRef,
-    PodInfo,
-    SessionSecret,
-)
+from exchanger.kube.port import GrantedToken, ObjectRef, PodInfo
 from kubegate.errors import PreconditionError, UnavailableError
 
 TIMEOUT = (3.0, 10.0)  # connect, read (the read timeout is the cluster's requestTimeout)
@@ -122,6 +116,12 @@ class KubernetesClient:
     def close(self) -> None:
         self._api.close()  # type: ignore[no-untyped-call]
 
+    @property
+    def api_client(self) -> k8s.ApiClient:
+        """The official client's ApiClient this client calls through (for the access stores'
+        custom resources); closed by `close()`."""
+        return self._api
+
     def create_session_secret(
         self, namespace: str, name: str, labels: Mapping[str, str],
         annotations: Mapping[str, str],
@@ -172,16 +172,6 @@ class KubernetesClient:
                 return None
             raise
         return PodInfo(uid=pod.metadata.uid, service_account=pod.spec.service_account_name or "")
-
-    def list_session_secrets(self, namespace: str) -> list[SessionSecret]:
-        with _translated(f"list session secrets in {namespace}"):
-            listed: Any = self._core.list_namespaced_secret(
-                namespace, label_selector=SESSION_LABEL, _request_timeout=self._timeout)
-        return [
-            SessionSecret(namespace=namespace, name=item.metadata.name,
-                          annotations=dict(item.metadata.annotations or {}))
-            for item in listed.items
-        ]
 
     def read_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
         """A ConfigMap's data; None when there is no such ConfigMap."""

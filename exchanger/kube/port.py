@@ -1,5 +1,9 @@
 """The few Kubernetes operations kubegate performs, as a port the issuers depend on.
 
+Secrets are created and deleted by name only: kubegate never lists or reads Secrets where it
+grants (its Role there has no get, list or watch on secrets); the session index
+(`exchanger.access`) is how it finds its own.
+
 Implementations translate every client error into kubegate's errors (UnavailableError for a
 down, slow or throttling API server; PreconditionError for 403/404/409), so no library error
 crosses this boundary.
@@ -38,13 +42,6 @@ class PodInfo:
     service_account: str
 
 
-@dataclass(frozen=True, kw_only=True)
-class SessionSecret:
-    namespace: str
-    name: str
-    annotations: Mapping[str, str]
-
-
 class KubeApi(Protocol):
     def create_session_secret(
         self, namespace: str, name: str, labels: Mapping[str, str],
@@ -61,8 +58,6 @@ class KubeApi(Protocol):
     ) -> GrantedToken: ...
 
     def get_pod(self, namespace: str, name: str) -> PodInfo | None: ...
-
-    def list_session_secrets(self, namespace: str) -> list[SessionSecret]: ...
 
     def review_token(self, token: str, audiences: Sequence[str]) -> bool:
         """TokenReview: True when the API server authenticates token for audiences."""

@@ -3,8 +3,10 @@ Established and its schema refuses what the file schema refuses, and an exchange
 nothing but the `kubegate-exchanger` service account's token and the RBAC of deploy/ (the
 base plus the example Roles for one target and one pipeline namespace) reads TrustMappings,
 writes their status, issues, revokes, publishes its audit checkpoints, and can do nothing
-more. deploy/examples applies as a folder and makes what its mapping names; `kubegate mappings
-explain` with such a config reads the TrustMappings from the cluster."""
+more: in particular it cannot read a Secret where it grants (it creates and deletes its
+session Secrets by name). deploy/examples applies as a folder and makes what its mapping
+names; `kubegate mappings explain` with such a config reads the TrustMappings from the
+cluster."""
 
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from exchanger.audit.signing import load_key
 from exchanger.audit.stores import config_map_key
 from exchanger.config import build_config
+from exchanger.kube.client import ClusterCredentials, KubernetesClient
+from exchanger.kube.port import MANAGED_BY_LABEL, SESSION_LABEL
 from exchanger.server import SERVICE_NAME, RunningExchanger, start_exchanger
 from kubegate.cli import main as kubegate_cli
 from kubegate.client.rpc import ExchangeClient
@@ -76,7 +80,8 @@ def deployed(control_plane: ControlPlane, cluster: Cluster) -> Kubectl:
     kubectl = admin(control_plane)
     ok(kubectl.run("apply", "--server-side", "-k", str(BASE)))
     ok(kubectl.run("wait", "--for=condition=Established", "--timeout=60s",
-                   "crd/trustmappings.kubegate.io"))
+                   "crd/trustmappings.kubegate.io", "crd/accessrequests.kubegate.io",
+                   "crd/kubegatesessions.kubegate.io"))
     return kubectl
 
 
@@ -286,6 +291,39 @@ def test_it_issues_and_revokes_with_only_its_own_rbac(setup: Setup, cluster: Clu
                 30), "the session reaper did not delete the session Secret"
 
 
+def test_it_cannot_read_a_secret_it_did_not_create_and_still_binds_and_revokes_by_name(
+        setup: Setup, cluster: Cluster, control_plane: ControlPlane) -> None:
+    """No get, list or watch on Secrets where it grants: an application's Secret is refused
+    (403), and so is its own session Secret; yet a TokenRequest bound to a Secret it created
+    works (the API server looks the Secret up itself) and deleting that Secret by name
+    revokes the token."""
+    cluster.create_secret(setup.web, "app-credentials")
+    for verb in (("get", "secret", "app-credentials"), ("get", "secrets"),
+                 ("get", "secrets", "--watch", "--request-timeout=2s")):
+        refused = setup.exchanger.run(*verb, "-n", setup.web)
+        assert refused.returncode != 0, verb
+        assert "(Forbidden)" in refused.stderr, refused.stderr
+    client = KubernetesClient(
+        server=control_plane.url, ca_file=control_plane.ca_path,
+        credentials=ClusterCredentials(token_file=setup.folder / "exchanger-token"))
+    session = uuid.uuid4().hex[:12]
+    name = f"kubegate-session-{session}"
+    try:
+        bound = client.create_session_secret(
+            setup.web, name, labels={SESSION_LABEL: session, MANAGED_BY_LABEL: "kubegate"},
+            annotations={})
+        granted = client.request_token(setup.web, "deployer", audiences=(), seconds=600,
+                                       bound_to=bound)
+        assert cluster.token_review(granted.token).authenticated
+        own = setup.exchanger.run("get", "secret", name, "-n", setup.web)
+        assert "(Forbidden)" in own.stderr, own.stderr
+        client.delete_secret(setup.web, name)
+        client.delete_secret(setup.web, name)  # gone already: fine
+    finally:
+        client.close()
+    assert poll(lambda: not cluster.token_review(granted.token).authenticated, 15, 0.5)
+
+
 def can_i(kubectl: Kubectl, *args: str) -> bool:
     result = kubectl.run("auth", "can-i", *args)
     assert result.stdout.strip() in ("yes", "no"), result.stderr
@@ -300,6 +338,9 @@ def test_its_service_account_can_do_nothing_more(setup: Setup) -> None:
     assert can_i(me, "patch", "trustmappings.kubegate.io", "--subresource=status",
                  "-n", "kubegate")
     assert can_i(me, "get", "pods", "-n", ci)
+    for verb in ("get", "list", "watch", "create", "update", "patch", "delete"):
+        for resource in ("accessrequests.kubegate.io", "kubegatesessions.kubegate.io"):
+            assert can_i(me, verb, resource, "-n", "kubegate"), (verb, resource)
     refused = [
         ("create", "serviceaccounts/admin", "--subresource=token", "-n", web),
         ("create", "serviceaccounts/default", "--subresource=token", "-n", web),
@@ -307,6 +348,8 @@ def test_its_service_account_can_do_nothing_more(setup: Setup) -> None:
         ("create", "serviceaccounts/kubegate-exchanger", "--subresource=token", "-n",
          "kubegate"),
         ("get", "secrets", "-n", web), ("update", "secrets", "-n", web),
+        ("list", "secrets", "-n", web), ("watch", "secrets", "-n", web),
+        ("patch", "secrets", "-n", web),
         ("list", "secrets", "--all-namespaces"), ("get", "secrets", "-n", "kubegate"),
         ("create", "pods", "-n", web), ("create", "pods", "-n", ci), ("list", "pods", "-n", ci),
         ("get", "pods", "-n", web), ("update", "trustmappings.kubegate.io", "-n", "kubegate"),
@@ -320,11 +363,17 @@ def test_its_service_account_can_do_nothing_more(setup: Setup) -> None:
         ("delete", "configmaps/kubegate-audit-checkpoints", "-n", "kubegate"),
         ("update", "configmaps/kubegate-audit-checkpoints", "-n", "kubegate"),
         ("patch", "configmaps/kubegate-audit-checkpoints", "-n", web),
+        ("list", "accessrequests.kubegate.io", "--all-namespaces"),
+        ("create", "accessrequests.kubegate.io", "-n", web),
+        ("get", "kubegatesessions.kubegate.io", "-n", ci),
+        ("deletecollection", "accessrequests.kubegate.io", "-n", "kubegate"),
+        ("create", "trustmappings.kubegate.io", "-n", web),
     ]
     assert [args for args in refused if can_i(me, *args)] == []
 
 
 _RULE = re.compile(r"^(\S+)\s+\[(.*?)\]\s+\[(.*?)\]\s+\[(.*?)\]\s*$")
+ACCESS_VERBS = "get list watch create update patch delete"
 
 
 def resource_rules(kubectl: Kubectl, namespace: str) -> set[tuple[str, str, str]]:
@@ -342,11 +391,13 @@ def test_can_i_list_shows_deploys_rules_and_nothing_else(
     tokenreviews = ("tokenreviews.authentication.k8s.io", "", "create")
     expected = {
         setup.web: {tokenreviews, ("serviceaccounts/token", "deployer", "create"),
-                    ("secrets", "", "create delete list")},
+                    ("secrets", "", "create delete")},
         setup.ci: {tokenreviews, ("pods", "", "get")},
         "kubegate": {tokenreviews, ("trustmappings.kubegate.io", "", "get list watch"),
                      ("trustmappings.kubegate.io/status", "", "patch"),
-                     ("configmaps", "kubegate-audit-checkpoints", "get patch")},
+                     ("configmaps", "kubegate-audit-checkpoints", "get patch"),
+                     ("accessrequests.kubegate.io", "", ACCESS_VERBS),
+                     ("kubegatesessions.kubegate.io", "", ACCESS_VERBS)},
         "default": {tokenreviews},
     }
     for namespace, rules in expected.items():

@@ -10,6 +10,8 @@ from pathlib import Path
 import jwt
 import pytest
 
+from exchanger.access.model import SessionEnd
+from exchanger.access.sqlite_store import SqliteStores
 from kubegate.errors import Code, ExchangeError
 from tests.support.controlplane import ControlPlane, audit_events
 from tests.support.fixtures_exchanger import StartExchanger, TestExchanger, cluster_entry
@@ -89,9 +91,17 @@ def test_deleting_the_pipeline_pod_kills_the_issued_token(
 
     cluster.core.delete_namespaced_pod("build-2", ci)
 
-    # the session reaper deletes the session Secret, then the apiserver's 10 s cache expires
+    # the session reaper (every 5 s, from the session index) sees the caller pod gone and
+    # deletes the session Secret by name, then the apiserver's 10 s token cache expires
     assert poll(lambda: kubectl.run("get", "pods", "-n", web).returncode != 0, 45)
     assert not cluster.token_review(credential.token).authenticated
+    store = SqliteStores(exchanger.config.access.sqlite_file or Path("unset"))
+    try:
+        session = store.sessions.get(credential.session_id)
+    finally:
+        store.close()
+    assert session is not None and session.end_reason is SessionEnd.CALLER_GONE
+    assert session.caller_pod.startswith(f"{ci}/build-2/")
 
 
 def test_deleted_pod_token_is_refused_by_token_review(

@@ -1,29 +1,29 @@
 """The session metrics move with what they count: a TokenRequest session issued (bound to a
-session Secret or to the caller's pod) and revoked, a session Secret reaped (by reason), and
-each reaper run (ok, or error when a namespace failed), with the time of the last good run."""
+session Secret or to the caller's pod) and revoked, a session ended from the index (by reason), and
+each reaper run (ok, or error when a cluster or the session index failed), with the time of
+the last good run."""
 
 from __future__ import annotations
 
 import base64
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
+import pytest
+
+from exchanger.access.model import Requester, Session
+from exchanger.access.revocation import Revoker
+from exchanger.access.sqlite_store import SqliteStores
 from exchanger.backends.base import IssueRequest
 from exchanger.backends.reaper import SessionReaper
 from exchanger.backends.tokenrequest import TokenRequestBackend
 from exchanger.identity import Identity
-from exchanger.kube.port import (
-    CALLER_POD_ANNOTATION,
-    EXPIRES_ANNOTATION,
-    GrantedToken,
-    ObjectRef,
-    PodInfo,
-    SessionSecret,
-)
+from exchanger.kube.port import GrantedToken, ObjectRef, PodInfo
 from exchanger.mappings.model import Grant
 from exchanger.metrics import ExchangerMetrics
 from kubegate.credential import ClusterInfo
-from kubegate.errors import PreconditionError
+from kubegate.errors import UnavailableError
 
 NOW = 1_000_000.0
 
@@ -34,19 +34,15 @@ def value(metrics: ExchangerMetrics, name: str, **labels: str) -> float:
 
 
 class Api:
-    """KubeApi over a few session Secrets and pods; namespace `forbidden` cannot be listed."""
+    """KubeApi over a few pods, recording deleted Secrets; `down` makes every call fail."""
 
-    def __init__(self, secrets: Sequence[SessionSecret] = (),
-                 pods: Mapping[str, PodInfo] | None = None) -> None:
-        self.secrets, self.pods = list(secrets), dict(pods or {})
+    def __init__(self, pods: Mapping[str, PodInfo] | None = None, *, down: bool = False) -> None:
+        self.pods, self.down = dict(pods or {}), down
         self.deleted: list[str] = []
 
-    def list_session_secrets(self, namespace: str) -> list[SessionSecret]:
-        if namespace == "forbidden":
-            raise PreconditionError("KUBEGATE_FORBIDDEN", "list secrets: 403")
-        return [s for s in self.secrets if s.namespace == namespace]
-
     def delete_secret(self, namespace: str, name: str) -> None:
+        if self.down:
+            raise UnavailableError("KUBERNETES_UNAVAILABLE", "delete secret: timeout")
         self.deleted.append(f"{namespace}/{name}")
 
     def create_session_secret(self, namespace: str, name: str, labels: Mapping[str, str],
@@ -61,30 +57,46 @@ class Api:
                             expires_at=int(NOW) + seconds)
 
     def get_pod(self, namespace: str, name: str) -> PodInfo | None:
+        if self.down:
+            raise UnavailableError("KUBERNETES_UNAVAILABLE", "get pod: timeout")
         return self.pods.get(f"{namespace}/{name}")
 
     def review_token(self, token: str, audiences: Sequence[str]) -> bool:
         return True
 
 
-def secret(name: str, namespace: str = "web", **annotations: str) -> SessionSecret:
-    return SessionSecret(namespace=namespace, name=name, annotations=annotations)
+def indexed(folder: Path, *sessions: Session) -> SqliteStores:
+    stores = SqliteStores(folder / "access.db")
+    for each in sessions:
+        stores.sessions.create(each)
+    return stores
 
 
-def reaper(api: Api, metrics: ExchangerMetrics, *namespaces: str) -> SessionReaper:
-    return SessionReaper(api=api, namespaces=lambda: set(namespaces), clock=lambda: NOW,
-                         cluster="prod", observer=metrics)
+def session(session_id: str, cluster: str = "prod", *, not_after: int = int(NOW) + 600,
+            caller_pod: str = "") -> Session:
+    return Session(id=session_id, mapping="web-deploy", cluster=cluster, namespace="web",
+                   caller=Requester(issuer="ci", subject="pipeline"), token_id="j",
+                   issued_at=int(NOW) - 60, expires_at=not_after, not_after=not_after,
+                   secret=f"web/kubegate-session-{session_id}", caller_pod=caller_pod)
 
 
-def test_each_reaped_secret_is_counted_by_reason_and_a_good_run_is_timed() -> None:
+def reaper(stores: SqliteStores, apis: Mapping[str, Api],
+           metrics: ExchangerMetrics) -> SessionReaper:
+    revoker = Revoker(stores.sessions, apis, lambda: NOW, observer=metrics)
+    return SessionReaper(revoker=revoker, clock=lambda: NOW, clusters=apis, observer=metrics)
+
+
+def test_each_ended_session_is_counted_by_reason_and_a_good_run_is_timed(
+        tmp_path: Path) -> None:
     metrics = ExchangerMetrics()
-    api = Api([secret("kubegate-session-1", **{EXPIRES_ANNOTATION: "10"}),
-               secret("kubegate-session-2", **{CALLER_POD_ANNOTATION: "ci/job-1/uid-1",
-                                               EXPIRES_ANNOTATION: str(int(NOW) + 600)}),
-               secret("kubegate-session-3", **{CALLER_POD_ANNOTATION: "ci/job-2/uid-2",
-                                               EXPIRES_ANNOTATION: str(int(NOW) + 600)})],
-              pods={"ci/job-2": PodInfo(uid="uid-2", service_account="pipeline")})
-    reaper(api, metrics, "web").reap_once()
+    api = Api(pods={"ci/job-2": PodInfo(uid="uid-2", service_account="pipeline")})
+    stores = indexed(tmp_path, session("1", not_after=10),
+                     session("2", caller_pod="ci/job-1/uid-1"),
+                     session("3", caller_pod="ci/job-2/uid-2"))
+    try:
+        reaper(stores, {"prod": api}, metrics).reap_once()
+    finally:
+        stores.close()
     assert api.deleted == ["web/kubegate-session-1", "web/kubegate-session-2"]
     reaped = "kubegate_sessions_reaped_total"
     assert value(metrics, reaped, cluster="prod", reason="expired") == 1
@@ -95,18 +107,40 @@ def test_each_reaped_secret_is_counted_by_reason_and_a_good_run_is_timed() -> No
                  cluster="prod") == NOW
 
 
-def test_a_run_with_a_failing_namespace_is_an_error_run_that_still_reaps_the_others() -> None:
+def test_a_run_with_an_unreachable_cluster_is_an_error_run_that_still_ends_the_others(
+        tmp_path: Path) -> None:
     metrics = ExchangerMetrics()
-    api = Api([secret("kubegate-session-1", **{EXPIRES_ANNOTATION: "10"})])
-    reaper(api, metrics, "forbidden", "web").reap_once()
-    assert api.deleted == ["web/kubegate-session-1"]
+    up = Api()
+    stores = indexed(tmp_path, session("1", "down", not_after=10),
+                     session("2", "prod", not_after=10))
+    try:
+        reaper(stores, {"down": Api(down=True), "prod": up}, metrics).reap_once()
+    finally:
+        stores.close()
+    assert up.deleted == ["web/kubegate-session-2"]
     assert value(metrics, "kubegate_sessions_reaped_total", cluster="prod",
                  reason="expired") == 1
     runs = "kubegate_session_reaper_runs_total"
-    assert value(metrics, runs, cluster="prod", result="error") == 1
-    assert value(metrics, runs, cluster="prod", result="ok") == 0
+    assert value(metrics, runs, cluster="down", result="error") == 1
+    assert value(metrics, runs, cluster="prod", result="ok") == 1
     assert metrics.registry.get_sample_value(
-        "kubegate_session_reaper_last_success_timestamp_seconds", {"cluster": "prod"}) == 0
+        "kubegate_session_reaper_last_success_timestamp_seconds", {"cluster": "down"}) == 0
+
+
+class Unreadable:
+    def end_due(self, now: float, failed: list[str] | None = None) -> list[Session]:
+        raise UnavailableError("STORE_UNAVAILABLE", "database is locked")
+
+
+def test_an_unreadable_index_is_an_error_run_for_every_cluster() -> None:
+    metrics = ExchangerMetrics()
+    reaper = SessionReaper(revoker=Unreadable(), clock=lambda: NOW, clusters=["a", "b"],
+                           observer=metrics)
+    with pytest.raises(UnavailableError):
+        reaper.reap_once()
+    runs = "kubegate_session_reaper_runs_total"
+    assert value(metrics, runs, cluster="a", result="error") == 1
+    assert value(metrics, runs, cluster="b", result="error") == 1
 
 
 def issue_request(claims: dict[str, object]) -> IssueRequest:
