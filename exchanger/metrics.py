@@ -17,11 +17,17 @@ Secret deleted because the allow line could not be written),
 `kubegate_sessions_reaped_total{cluster,reason}` (`expired`, `caller_pod_gone`), and the
 reaper's own health: `kubegate_session_reaper_runs_total{cluster,result}` (ok/error) and
 `kubegate_session_reaper_last_success_timestamp_seconds{cluster}`.
+
+Access requests: `kubegate_access_requests{state}` is how many requests the store holds in each
+state (refreshed from the store by the expirer), `kubegate_access_events_total{event}` counts
+lifecycle events (created, approved, denied, revoked, expired, activated, session-revoked), and
+`kubegate_access_approval_seconds` is the time from a request's creation to its last needed
+approval.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -94,6 +100,29 @@ class ExchangerMetrics:
             "reaper last finished a run without error (0: never).", ["cluster"],
             registry=self.registry)
 
+        self.access_requests = Gauge(
+            "kubegate_access_requests", "Access requests in the store, by state.", ["state"],
+            registry=self.registry)
+        self.access_events = Counter(
+            "kubegate_access_events_total", "Access request lifecycle events, by event.",
+            ["event"], registry=self.registry)
+        self.access_approval_seconds = Histogram(
+            "kubegate_access_approval_seconds", "Time from an access request's creation to "
+            "its last needed approval.",
+            buckets=(10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600),
+            registry=self.registry)
+
+    def on_access_event(self, event: str) -> None:
+        self.access_events.labels(event=event).inc()
+
+    def on_access_approved(self, seconds: float) -> None:
+        self.access_approval_seconds.observe(max(0.0, seconds))
+
+    def on_access_states(self, counts: Mapping[str, int]) -> None:
+        """Every state's count (states absent from `counts` are 0)."""
+        for state, count in counts.items():
+            self.access_requests.labels(state=state).set(count)
+
     def on_mapping_source_state(self, phase: str) -> None:
         for name in ("listing", "watching", "failing"):
             self.mapping_source_phase.labels(phase=name).set(1 if name == phase else 0)
@@ -135,3 +164,44 @@ class ExchangerMetrics:
             self.reaper_last_success.labels(cluster=cluster).set(finished_at)
         else:
             self.reaper_last_success.labels(cluster=cluster)  # shown (at 0) from the first run
+
+
+class WebhookMetrics:
+    """Webhooks of just-in-time access, on the exchanger's registry (create once, pass to
+    both the `Notifier` and the `CiWebhookServer`).
+
+    Outgoing notifications: `kubegate_webhook_deliveries_total{event,result}` (ok, failed:
+    the last attempt failed, dropped: the queue was full or the notifier stopped) and
+    `kubegate_webhook_delivery_seconds` (one delivery, every attempt and back-off included).
+    CI job webhooks: `kubegate_ci_webhook_requests_total{provider,result}` (revoked, ignored,
+    ping, unauthorized, invalid, error) and `kubegate_ci_webhook_sessions_revoked_total
+    {provider}`.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.deliveries = Counter(
+            "kubegate_webhook_deliveries_total", "Lifecycle event webhook deliveries by "
+            "event and result (ok/failed/dropped).", ["event", "result"], registry=registry)
+        self.delivery_seconds = Histogram(
+            "kubegate_webhook_delivery_seconds", "Time to deliver one lifecycle event to "
+            "one webhook, retries included.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120), registry=registry)
+        self.ci_requests = Counter(
+            "kubegate_ci_webhook_requests_total", "CI job webhook requests by provider "
+            "(github/gitlab) and result.", ["provider", "result"], registry=registry)
+        self.ci_sessions_revoked = Counter(
+            "kubegate_ci_webhook_sessions_revoked_total", "Sessions revoked because their CI "
+            "job finished, by provider.", ["provider"], registry=registry)
+
+    def on_delivery(self, *, event: str, result: str, seconds: float) -> None:
+        self.deliveries.labels(event=event, result=result).inc()
+        self.delivery_seconds.observe(seconds)
+
+    def on_delivery_dropped(self, *, event: str) -> None:
+        self.deliveries.labels(event=event, result="dropped").inc()
+
+    def on_ci_request(self, *, provider: str, result: str, revoked: int = 0) -> None:
+        self.ci_requests.labels(provider=provider, result=result).inc()
+        if revoked:
+            self.ci_sessions_revoked.labels(provider=provider).inc(revoked)

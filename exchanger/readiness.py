@@ -6,6 +6,9 @@ The conditions, each reported by the part it is about: `started` (the gRPC serve
 NOT_SERVING, so a Service stops sending it traffic). Issuers are not among them: each has a
 health name of its own (see `server`).
 
+The access services (AccessService, SessionService) share the exchange service's conditions
+(`also`): they write audit lines and read the same mappings.
+
 Rules of this module: a condition starts unmet until its part says otherwise, except those
 named `met` at construction; every change sets the status at once, under one lock, so two
 parts reporting together never leave a stale status behind.
@@ -23,11 +26,11 @@ class HealthSetter(Protocol):
 
 
 class Readiness:
-    """The health of `service`, from named conditions."""
+    """The health of `service` (and of the services named `also`), from named conditions."""
 
     def __init__(self, health: HealthSetter, service: str, *, serving: Any, not_serving: Any,
-                 unmet: Iterable[str]) -> None:
-        self._health, self._service = health, service
+                 unmet: Iterable[str], also: Iterable[str] = ()) -> None:
+        self._health, self._services = health, (service, *also)
         self._serving, self._not_serving = serving, not_serving
         self._unmet = set(unmet)
         self._lock = threading.Lock()
@@ -44,8 +47,8 @@ class Readiness:
                 self._unmet.discard(condition)
             else:
                 self._unmet.add(condition)
-            self._health.set(self._service,
-                             self._not_serving if self._unmet else self._serving)
+            for service in self._services:
+                self._health.set(service, self._not_serving if self._unmet else self._serving)
 
     def condition(self, name: str) -> _ConditionHealth:
         """A `HealthSetter` for a part that reports its own status as SERVING/NOT_SERVING

@@ -1,10 +1,12 @@
 """Wiring: build a running exchanger from a Config, and stop it again.
 
 Everything with a thread or a socket is started here and stopped in reverse order:
-the gRPC server (exchange, health, reflection), the RFC 8693 token endpoint over HTTPS
-(`httpListen`, the same `Exchanger`), the plaintext health-only listener, the
-Prometheus endpoint, the self-issued discovery server, the mapping sources (folder watcher,
-TrustMapping watcher), the key refresher and the session reaper.
+the gRPC server (exchange, access and session services, health, reflection), the RFC 8693
+token endpoint over HTTPS (`httpListen`, the same `Exchanger`), the plaintext health-only
+listener, the Prometheus endpoint, the self-issued discovery server, the mapping sources
+(folder watcher, TrustMapping watcher), the key refresher, the session reaper and the parts
+of just-in-time access (`exchanger.access.assembly`: the webhook notifier, the request
+expirer, the CI job webhook receiver).
 
 Health: "" is SERVING once the server runs. The exchange service is SERVING only while the
 server runs, TrustMapping resources (when they are a source) have been listed once, and the
@@ -12,7 +14,8 @@ audit log takes lines (`readiness`): the first line that cannot be written turns
 NOT_SERVING, since that replica refuses every exchange; denials refused meanwhile are counted
 (`kubegate_audit_unrecorded_denials_total`), a probe tries every `AUDIT_PROBE_SECONDS` to
 write the note that records them (`audit.guard`), and the first line written turns it
-SERVING again. Each issuer has a health name of its own,
+SERVING again. AccessService and SessionService report the same status as the exchange
+service (they write audit lines too). Each issuer has a health name of its own,
 `kubegate.issuer/<name>`: SERVING while it has keys to verify with, NOT_SERVING before its
 first successful fetch and whenever it has none. An issuer's key outage does not make the
 whole replica NOT_SERVING: it is the issuer's outage, every replica would fail the same probe,
@@ -37,6 +40,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from exchanger.access.assembly import AccessParts, build_access
+from exchanger.access.service import ACCESS_SERVICE, SESSION_SERVICE, add_access_services
 from exchanger.audit.guard import GuardedAudit
 from exchanger.audit.log import AuditLog
 from exchanger.audit.note import NoteSigner
@@ -50,7 +55,7 @@ from exchanger.backends.base import (
     CredentialBackend,
 )
 from exchanger.backends.discovery import DiscoveryServer
-from exchanger.backends.reaper import SessionReaper
+from exchanger.backends.reaper import DueSessions, SessionReaper
 from exchanger.backends.selfissued import (
     SelfIssuedBackend,
     SelfIssuedSigner,
@@ -111,6 +116,7 @@ class RunningExchanger:
     health_port: int = 0  # the plaintext health-only server (healthListen), 0 when off
     http_port: int = 0  # the RFC 8693 token endpoint (httpListen), 0 when off
     http_public_url: str = ""  # its RFC 8414 issuer
+    ci_webhook_port: int = 0  # access.ciWebhooks, 0 when off
     checkpoint_verifier_key: str = ""  # audit.checkpoints: the key that verifies them
     readiness: Readiness | None = None  # the exchange service's conditions, once started
     audit: GuardedAudit | None = None
@@ -263,24 +269,30 @@ def _start_parts(config: Config, clients: dict[str, KubernetesClient],
     verifier = Verifier(config.issuers, keys, clock, reviewer)
     run.readiness = readiness = Readiness(
         run.health, SERVICE_NAME, serving=health_pb2.HealthCheckResponse.SERVING,
-        not_serving=health_pb2.HealthCheckResponse.NOT_SERVING, unmet={"started"})
+        not_serving=health_pb2.HealthCheckResponse.NOT_SERVING, unmet={"started"},
+        also=(ACCESS_SERVICE, SESSION_SERVICE))
     audit_log = AuditLog(config.audit_log, clock=clock)
     run._closers.append(audit_log.close)
     run.audit = audit = _guarded_audit(audit_log, clock, readiness, run)
     if config.checkpoints is not None:
         _start_checkpoints(config.checkpoints, audit_log, clients, run)
     backends = _build_backends(config, clients, clock, run)
+    access = build_access(config, clients, store, verifier, audit, metrics, clock)
+    run._stoppables.extend(access.stoppables)
+    run.ci_webhook_port = access.ci_webhook_port
     exchanger = Exchanger(verifier=verifier, mappings=store, backends=backends, audit=audit,
                           clock=clock, observer=metrics,
-                          limiter=IdentityRateLimiter(config.rate_limit, clock))
-    for part in _background_parts(config, clients, store, keys, watcher, clock, metrics):
+                          limiter=IdentityRateLimiter(config.rate_limit, clock),
+                          gate=access.gate, sessions=access.sessions)
+    for part in _background_parts(config, clients, store, keys, watcher, clock, metrics,
+                                  access.revoker):
         part.start()
         run._stoppables.append(part)
     _start_discovery(config, run)
     sources.gate_readiness(readiness.condition("mappings"), SERVICE_NAME,
                            health_pb2.HealthCheckResponse.SERVING,
                            health_pb2.HealthCheckResponse.NOT_SERVING)
-    _start_grpc(config, exchanger, run)
+    _start_grpc(config, exchanger, access, run)
     _start_token_endpoint(config, exchanger, clock, run)
     readiness.set("started", True)
     _start_health(config, run)
@@ -338,16 +350,16 @@ def _start_checkpoints(settings: CheckpointConfig, audit_log: AuditLog,
 
 def _background_parts(config: Config, clients: dict[str, KubernetesClient], store: Any,
                       keys: KeyCache, watcher: Any, clock: Callable[[], float],
-                      metrics: ExchangerMetrics) -> list[Any]:
+                      metrics: ExchangerMetrics, revoker: DueSessions | None = None,
+                      ) -> list[Any]:
+    """The watcher, the key refresher and, with a session index (`revoker`), the reaper
+    that ends due sessions (it reports a run for each tokenRequest cluster)."""
     parts: list[Any] = [watcher]
     if config.issuers:
         parts.append(BackgroundRefresher(keys, config.issuers))
-    for name, client in clients.items():
-        def namespaces(cluster: str = name) -> set[str]:
-            return {m.grant.namespace for m in store.current.mappings
-                    if m.grant.cluster == cluster and m.grant.service_account}
-        parts.append(SessionReaper(api=client, namespaces=namespaces, clock=clock,
-                                   cluster=name, observer=metrics))
+    if revoker is not None:
+        parts.append(SessionReaper(revoker=revoker, clock=clock, clusters=clients,
+                                   observer=metrics))
     return parts
 
 
@@ -399,12 +411,14 @@ def _start_discovery(config: Config, run: RunningExchanger) -> None:
     run._stoppables.append(discovery)
 
 
-def _start_grpc(config: Config, exchanger: Exchanger, run: RunningExchanger) -> None:
+def _start_grpc(config: Config, exchanger: Exchanger, access: AccessParts,
+                run: RunningExchanger) -> None:
     server = run.grpc_server
     add_exchange_service(ExchangeServicer(exchanger), server)
+    access_names = add_access_services(access.access, access.session_service, server)
     health_pb2_grpc.add_HealthServicer_to_server(run.health, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        (SERVICE_NAME, *access_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     if config.tls is not None:
         address = parse_address(config.listen)
         host = address.bind_host if isinstance(address, HostPort) else "127.0.0.1"
