@@ -45,6 +45,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "login": ("kubegate.commands.login", "sign a person in with OpenID Connect (browser or "
               "device code); with --server, exchange the ID token (kubectl's exec plugin)"),
     "logout": ("kubegate.commands.logout", "forget a person's cached sign-in"),
+    "access": ("kubegate.commands.access", "just-in-time access: request a role that needs "
+               "approval, approve, deny, revoke, list and watch requests"),
+    "sessions": ("kubegate.commands.sessions", "list, show and revoke the sessions (issued "
+                 "credentials) the exchanger recorded"),
 }
 
 
