@@ -28,8 +28,11 @@ from exchanger.blast.identities import describe_identity
 from exchanger.config import build_config
 from exchanger.mappings.validate import parse_mapping
 from exchanger.server import RunningExchanger, start_exchanger
+from kubegate.client.access import AccessClient
 from kubegate.client.rpc import ExchangeClient
 from kubegate.commands.demo_scene import (
+    BREAK_GLASS_MAPPING,
+    BREAK_GLASS_NAME,
     DEMO_JOBS,
     DEMO_MAPPING,
     MAPPING_NAME,
@@ -39,6 +42,7 @@ from kubegate.commands.demo_scene import (
     DemoJob,
     demo_config,
     free_port,
+    person_claims,
 )
 from kubegate.credential import Credential
 from kubegate.errors import Code, ConfigError, ExchangeError, KubegateError
@@ -89,6 +93,8 @@ def _run_demo(state_dir: Path, stack: contextlib.ExitStack, *, keep: bool) -> bo
     mapping_file.parent.mkdir(parents=True, exist_ok=True)
     mapping_file.write_text(DEMO_MAPPING, encoding="utf-8")
     (state_dir / "mappings" / "people.yaml").write_text(PEOPLE_MAPPING, encoding="utf-8")
+    (state_dir / "mappings" / "break-glass.yaml").write_text(BREAK_GLASS_MAPPING,
+                                                              encoding="utf-8")
     config = build_config(
         demo_config(state_dir=state_dir, issuer_url=issuer.url, issuer_ca=issuer.ca_file,
                     people_url=people.url, people_ca=people.ca_file,
@@ -103,11 +109,59 @@ def _run_demo(state_dir: Path, stack: contextlib.ExitStack, *, keep: bool) -> bo
                     for job in DEMO_JOBS]
     for number, outcome in enumerate(outcomes, start=1):
         print(_describe(number, outcome))
+    glass_ok = _break_glass(running, people, len(outcomes) + 1)
     chain_ok = _show_audit(config.audit_log, len(audit_lines_before))
-    ok = chain_ok and all(outcome.as_expected for outcome in outcomes)
+    ok = chain_ok and glass_ok and all(outcome.as_expected for outcome in outcomes)
     print("\ndemo result: " + ("ok: the deploy job and alice were allowed, the pull_request "
-                               "and bob denied" if ok else "NOT as expected (see above)"))
+                               "and bob denied; bob's break-glass worked only once alice "
+                               "approved it" if ok else "NOT as expected (see above)"))
     return ok
+
+
+def _break_glass(running: RunningExchanger, people: DemoIssuer, number: int) -> bool:
+    """Bob (on call) is refused break-glass admin, asks for it with a reason, Alice (an SRE
+    lead) approves, Bob's exchange then names the request and its approver, and Alice's
+    revoke ends it (the next exchange is refused again)."""
+    target = f"127.0.0.1:{running.port}"
+    bob = people.mint(person_claims("bob@example.com", ["engineers"]))
+    alice = people.mint(person_claims("alice@example.com", ["sre-leads", "engineers"]))
+    print(f"\n[{number}] break-glass: bob@example.com (on call) asks for {BREAK_GLASS_NAME}")
+    with ExchangeClient(target, ca_file=running.ca_file) as client:
+        before = _attempt(client, people, DemoJob(
+            title="", claims=person_claims("bob@example.com", ["engineers"]),
+            expect_allow=False, person=True, role=BREAK_GLASS_NAME))
+        refused = before.error.reason if before.error else "granted"
+        print(f"    without approval   deny {refused} (expected APPROVAL_REQUIRED)")
+        with AccessClient(target, token=lambda: bob, ca_file=running.ca_file) as as_bob:
+            made = as_bob.create(role=BREAK_GLASS_NAME, reason="INC-1234 API latency, need "
+                                 "to restart the controllers", duration=1800)
+        print(f"    kubegate access request --role {BREAK_GLASS_NAME} --duration 30m "
+              f"--reason 'INC-1234 ...'  -> {made.id} {made.state.value}")
+        with AccessClient(target, token=lambda: alice, ca_file=running.ca_file) as as_alice:
+            approved = as_alice.approve(made.id, comment="go ahead")
+        print(f"    kubegate access approve {made.id}   (as alice@example.com) -> "
+              f"{approved.state.value}, ends {rfc3339(approved.ends_at)}")
+        try:
+            credential = client.exchange(bob, role=BREAK_GLASS_NAME)
+        except ExchangeError as error:
+            print(f"    with approval      deny {error.reason} (UNEXPECTED)")
+            return False
+        print(f"    with approval      allow: user {credential.cluster.user} "
+              f"[{', '.join(credential.cluster.groups)}], expires "
+              f"{rfc3339(credential.expires_at)} (the audit line names {made.id} and its "
+              "approver)")
+        with AccessClient(target, token=lambda: alice, ca_file=running.ca_file) as as_alice:
+            revoked = as_alice.revoke(made.id, reason="incident over")
+        print(f"    kubegate access revoke {made.id}    (as alice@example.com) -> "
+              f"{revoked.request.state.value}")
+        try:
+            client.exchange(bob, role=BREAK_GLASS_NAME)
+            after = "granted"
+        except ExchangeError as error:
+            after = error.reason
+        print(f"    after the revoke   deny {after} (expected APPROVAL_REQUIRED)")
+    return (refused == after == "APPROVAL_REQUIRED"
+            and credential.expires_at <= approved.ends_at)
 
 
 def _header(state_dir: Path, issuer: DemoIssuer, people: DemoIssuer,

@@ -46,6 +46,7 @@ TOKEN_LIFETIME_SECONDS = 300  # GitHub's job ID tokens live 5 minutes
 PEOPLE_ISSUER_NAME = "corp-demo"
 PEOPLE_CLIENT_ID = "kubegate-cli"  # the `aud` of people's ID tokens: kubegate login's client
 PEOPLE_MAPPING_NAME = "sre-ops"
+BREAK_GLASS_NAME = "break-glass-admin"
 
 
 def _b64url_int(value: int) -> str:
@@ -218,6 +219,30 @@ spec:
     user: {{claim: email, prefix: "oidc:"}}   # the person, not a shared account
     groups: ["kubegate:sre", {{claim: groups, prefix: "oidc:"}}]
     maxLifetime: 15m
+"""
+
+
+BREAK_GLASS_MAPPING = f"""\
+apiVersion: kubegate.io/v1alpha1
+kind: TrustMapping
+metadata:
+  name: {BREAK_GLASS_NAME}
+spec:
+  issuer: {PEOPLE_ISSUER_NAME}
+  description: on-call engineers become cluster admins once an SRE lead approves
+  claims:
+  - {{claim: groups, contains: engineers}}
+  - {{claim: email_verified, equals: true}}
+  grant:
+    cluster: {CLUSTER_NAME}
+    namespace: kube-system
+    user: {{claim: email, prefix: "oidc:"}}
+    groups: ["kubegate:break-glass"]
+    maxLifetime: 10m                  # self-issued: cannot be revoked early, so keep it short
+  approval:
+    approvers: {{issuer: {PEOPLE_ISSUER_NAME}, claims: [{{claim: groups, contains: sre-leads}}]}}
+    reasonRequired: true
+    maxDuration: 30m
 """
 
 

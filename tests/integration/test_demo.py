@@ -4,6 +4,7 @@ verified audit chain, and never prints a whole token."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -42,17 +43,29 @@ def test_the_demo_exits_0_with_an_allow_and_a_deny_for_jobs_and_for_people(
     assert ("user/groups  oidc:alice@example.com [kubegate:sre, oidc:sre-leads, "
             "oidc:engineers]") in out
     assert "reason       ROLE_NOT_ALLOWED" in out
+    assert "without approval   deny APPROVAL_REQUIRED" in out
+    assert "with approval      allow: user oidc:bob@example.com [kubegate:break-glass]" in out
     assert "demo result: ok" in out
 
 
 def test_the_demo_prints_the_audit_lines_and_a_verified_chain(
         demo: subprocess.CompletedProcess[str]) -> None:
-    audit = [line for line in demo.stdout.splitlines() if line.startswith('  {"caller"')]
-    assert len(audit) == 4
-    assert ['"decision":"allow"' in line for line in audit] == [True, False, True, False]
-    assert '"user":"oidc:alice@example.com"' in audit[2]
-    assert 'groups contains \\"sre-leads\\"' in audit[3] and "bob" not in audit[3]
-    assert "audit chain: ok, 4 lines verified" in demo.stdout
+    lines = [line.strip() for line in demo.stdout.splitlines() if line.startswith("  {")]
+    records = [json.loads(line) for line in lines]
+    assert [r["decision"] for r in records] == [
+        "allow", "deny", "allow", "deny",            # two CI jobs, two engineers
+        "deny", "access", "access", "allow", "access", "access", "deny"]
+    # break-glass: refused, asked, approved, granted (naming the request and its approver),
+    # first use, revoked, refused again
+    assert records[2]["grant"]["user"] == "oidc:alice@example.com"
+    assert 'groups contains "sre-leads"' in records[3]["detail"] and "bob" not in lines[3]
+    assert records[4]["reason"] == "APPROVAL_REQUIRED"
+    assert [r["access"]["event"] for r in records if r["decision"] == "access"] == [
+        "created", "approved", "activated", "revoked"]
+    assert records[10]["reason"] == "APPROVAL_REQUIRED"
+    assert records[7]["access_request"] == records[5]["access"]["request"]
+    assert records[7]["approvers"] == ["alice@example.com"]
+    assert "audit chain: ok, 11 lines verified" in demo.stdout
 
 
 def test_the_demo_never_prints_a_whole_token(demo: subprocess.CompletedProcess[str]) -> None:
@@ -66,6 +79,7 @@ def test_a_kept_state_dir_holds_the_audit_log_and_a_second_run_extends_it(
     for _ in range(2):
         result = run_demo("--state-dir", str(tmp_path / "state"))
         assert result.returncode == 0, result.stdout + result.stderr
-    assert "audit chain: ok, 8 lines verified" in result.stdout
-    assert len((tmp_path / "state" / "audit.log").read_text().splitlines()) == 8
+    assert "audit chain: ok, 22 lines verified" in result.stdout
+    assert len((tmp_path / "state" / "audit.log").read_text().splitlines()) == 22
+    assert "after the revoke   deny APPROVAL_REQUIRED" in result.stdout
     assert JWT.search((tmp_path / "state" / "audit.log").read_text()) is None
