@@ -14,7 +14,8 @@ meanwhile, `kubegate_audit_chain_seq` is the chain head.
 TokenRequest sessions: `kubegate_sessions_issued_total{cluster,bound_to}` (bound to the
 caller's pod or to a session Secret), `kubegate_sessions_revoked_total{cluster}` (a session
 Secret deleted because the allow line could not be written),
-`kubegate_sessions_reaped_total{cluster,reason}` (`expired`, `caller_pod_gone`), and the
+`kubegate_sessions_reaped_total{cluster,reason}` (`expired`, `request_ended`,
+`caller_pod_gone`, `revoked`, `job_finished`), and the
 reaper's own health: `kubegate_session_reaper_runs_total{cluster,result}` (ok/error) and
 `kubegate_session_reaper_last_success_timestamp_seconds{cluster}`.
 
@@ -90,8 +91,9 @@ class ExchangerMetrics:
             "kubegate_sessions_revoked_total", "Sessions revoked at once because their allow "
             "line could not be written.", ["cluster"], registry=self.registry)
         self.sessions_reaped = Counter(
-            "kubegate_sessions_reaped_total", "Session Secrets the reaper deleted, by reason "
-            "(expired/caller_pod_gone).", ["cluster", "reason"], registry=self.registry)
+            "kubegate_sessions_reaped_total", "Sessions ended (their Secret deleted), by reason "
+            "(expired/request_ended/caller_pod_gone/revoked/job_finished).",
+            ["cluster", "reason"], registry=self.registry)
         self.reaper_runs = Counter(
             "kubegate_session_reaper_runs_total", "Session reaper runs by result (ok/error: "
             "a namespace or the run failed).", ["cluster", "result"], registry=self.registry)

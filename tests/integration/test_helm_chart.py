@@ -286,6 +286,11 @@ def test_a_cluster_mapping_source_elsewhere_moves_the_trustmapping_role(helm: He
         assert role["metadata"]["namespace"] == "mappings"
     binding = find(documents, "RoleBinding", "kubegate-exchanger-trustmappings")
     assert binding["subjects"][0]["namespace"] == "kubegate"
+    # access requests and sessions stay in the release namespace, where the access Role is
+    assert config_of(documents)["access"] == {
+        "cluster": {"name": "in-cluster", "namespace": "kubegate"}}
+    assert find(documents, "Role", "kubegate-exchanger-access")["metadata"]["namespace"] == (
+        "kubegate")
 
 
 def test_mapping_files_come_from_a_configmap_and_need_no_trustmapping_role(helm: Helm) -> None:

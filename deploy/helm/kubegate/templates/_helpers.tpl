@@ -93,6 +93,10 @@ app.kubernetes.io/component: exchanger
 {{- $sources := dict "files" .Values.mappingSources.files -}}
 {{- with .Values.mappingSources.cluster -}}
 {{- $_ := set $sources "cluster" (dict "name" .name "namespace" (include "kubegate.mappingNamespace" $)) -}}
+{{- if ne (include "kubegate.mappingNamespace" $) $namespace -}}
+{{- /* access requests and sessions stay where the chart's Role lets the exchanger write */ -}}
+{{- $_ := set $config "access" (dict "cluster" (dict "name" .name "namespace" $namespace)) -}}
+{{- end -}}
 {{- end -}}
 {{- $_ := set $config "mappingSources" $sources -}}
 {{- if .Values.mappingSources.files -}}
