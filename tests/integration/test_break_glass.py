@@ -349,3 +349,49 @@ def test_a_deploy_approval_is_bound_to_its_run(
     assert stage.exchange(run_token("9001"), "prod-deploy").token  # the approved run
     for other in (run_token("9002"), run_token("9001", "2"), run_token("9001", sha="b" * 40)):
         assert stage.refused(other, "prod-deploy").reason == "APPROVAL_REQUIRED"
+
+
+ACCESS_CRDS = [Path(__file__).resolve().parents[2] / "deploy" / "base" / name
+               for name in ("crd-accessrequest.yaml", "crd-kubegatesession.yaml")]
+
+
+def test_two_replicas_against_a_cluster_share_requests_and_sessions_as_resources(
+    stage: Stage, start_test_exchanger: StartExchanger, dex: Dex, control_plane: ControlPlane,
+) -> None:
+    admin = Kubectl(binary=control_plane.kubectl_path,
+                    kubeconfig=control_plane.admin_kubeconfig_path)
+    for path in ACCESS_CRDS:
+        applied = admin.run("apply", "--server-side", "-f", str(path))
+        assert applied.returncode == 0, applied.stderr
+    assert admin.run("wait", "--for=condition=Established", "--timeout=60s",
+                     "crd/accessrequests.kubegate.io",
+                     "crd/kubegatesessions.kubegate.io").returncode == 0
+    home = stage.cluster.create_namespace("kubegate")
+    replicas = [start_test_exchanger(
+        issuers=[{"name": "corp", "url": dex.url, "caFile": str(dex.ca_path),
+                  "audiences": [PUBLIC_CLIENT, CONFIDENTIAL_CLIENT], "kind": "oidc"}],
+        clusters=[cluster_entry(control_plane)],
+        mappings=BREAK_GLASS.format(namespace=stage.namespace),
+        access={"store": "cluster", "cluster": {"name": "test", "namespace": home}})
+        for _ in range(2)]
+    bob, alice = stage.id_token("bob@example.com"), stage.id_token("alice@example.com")
+    stage.exchanger = replicas[0]
+    made = stage.access("request", "--role", "break-glass-admin", "--reason", "INC-12 two",
+                        "--ticket", "INC-12", token=bob)
+    stage.exchanger = replicas[1]
+    stage.access("approve", made["id"], token=alice)
+    credential = stage.exchange(bob, "break-glass-admin")  # on the replica that approved
+    stage.exchanger = replicas[0]
+    assert stage.exchange(bob, "break-glass-admin").token  # and on the other one
+    resource = admin.run("get", "accessrequests.kubegate.io", made["id"], "-n", home,
+                         "-o", "json")
+    assert resource.returncode == 0, resource.stderr
+    assert json.loads(resource.stdout)["spec"]["state"] == "active"
+    # a revoke on one replica ends the session the other one issued
+    assert poll(lambda: stage.works(credential.token), 30)
+    stage.access("revoke", made["id"], "--reason", "done", token=alice)
+    stage.refused_within(credential.token, REVOKED_WITHIN)
+    sessions = admin.run("get", "kubegatesessions.kubegate.io", "-n", home, "-o", "json")
+    states = {item["spec"]["access_request"]: item["spec"]["ended_at"]
+              for item in json.loads(sessions.stdout)["items"]}
+    assert states and all(ended for ended in states.values())
