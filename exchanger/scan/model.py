@@ -86,6 +86,7 @@ class Finding:
     def __post_init__(self) -> None:
         if not self.objects:
             raise ValueError("a finding names at least one object")
+        object.__setattr__(self, "objects", tuple(dict.fromkeys(self.objects)))  # no repeats
 
     @property
     def key(self) -> tuple[str, str, str, str]:

@@ -59,7 +59,8 @@ def _rule(rule: Rule) -> dict[str, Any]:
 
 
 def _result(finding: Finding, rule_index: int) -> dict[str, Any]:
-    location: dict[str, Any] = {"logicalLocations": [_logical(o) for o in finding.objects]}
+    logical = [_logical(o) for o in dict.fromkeys(finding.objects)]  # SARIF: unique items
+    location: dict[str, Any] = {"logicalLocations": logical}
     if finding.file:
         location["physicalLocation"] = {"artifactLocation": {"uri": _uri(finding.file)}}
     digest = hashlib.sha256("\0".join(finding.key).encode()).hexdigest()

@@ -143,6 +143,8 @@ def stage(dex: Dex, cluster: Cluster, control_plane: ControlPlane,
                   "audiences": [PUBLIC_CLIENT, CONFIDENTIAL_CLIENT], "kind": "oidc"}],
         clusters=[cluster_entry(control_plane)], mappings=BREAK_GLASS.format(namespace=ops))
     yield Stage(dex, exchanger, cluster, control_plane, kubectl_with_token, tmp_path, ops)
+    # the cluster is shared: leave no standing cluster-admin behind for other tests to find
+    cluster.rbac.delete_cluster_role_binding(f"break-glass-{ops}")
 
 
 def test_break_glass_from_request_to_revoke(stage: Stage) -> None:

@@ -142,3 +142,17 @@ def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     with pytest.raises(SystemExit) as exited:
         main(["scan", "--fail-on", "critical"])
     assert exited.value.code == 2
+
+
+def test_sarif_logical_locations_are_unique_even_when_a_finding_names_an_object_twice() -> None:
+    from exchanger.scan.model import Finding, ObjectRef, ScanResult, Severity
+
+    binding = ObjectRef(kind="ClusterRoleBinding", name="admins")
+    finding = Finding(rule="KG008", severity=Severity.HIGH, subject="ServiceAccount a/b",
+                      message="m", fix="f",
+                      objects=(binding, binding, ObjectRef(kind="ClusterRole",
+                                                           name="cluster-admin")))
+    document = build_sarif(ScanResult(findings=(finding,)), version="1.0")
+    (result,) = document["runs"][0]["results"]
+    names = [loc["fullyQualifiedName"] for loc in result["locations"][0]["logicalLocations"]]
+    assert names == ["ClusterRoleBinding/admins", "ClusterRole/cluster-admin"]
