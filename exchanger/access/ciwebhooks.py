@@ -46,7 +46,7 @@ from exchanger.config import TLSFiles
 from exchanger.metrics import WebhookMetrics
 from exchanger.oauth.endpoint import TokenEndpoint
 from exchanger.oauth.errors import BodyTooLargeError, RequestTimeoutError
-from exchanger.oauth.server import TokenServer, tls_context
+from exchanger.oauth.server import TokenServer, linger, tls_context
 from exchanger.oauth.wire import Answer, Cycle, Request
 from kubegate.addresses import parse_host_port
 from kubegate.errors import ConfigError, KubegateError
@@ -230,6 +230,7 @@ class _Listener(TokenServer):
                 request = self._read(stream, cycle, leftover)
             except HttpError as error:
                 stream.sendall(cycle.send(_http_error(error), close=True))
+                linger(stream)
                 return
             if request is None:
                 return

@@ -136,6 +136,7 @@ class TokenServer:
                 request = self._read(stream, cycle, leftover)
             except HttpError as error:
                 stream.sendall(cycle.send(error_answer(oauth_error(error), error), close=True))
+                linger(stream)
                 return
             if request is None:
                 return
@@ -177,6 +178,20 @@ class TokenServer:
 def _peer(scheme: str, address: tuple[str, int]) -> str:
     host, port = address[0], address[1]
     return f"{scheme}:[{host}]:{port}" if ":" in host else f"{scheme}:{host}:{port}"
+
+
+def linger(stream: socket.socket, *, limit: int = 1024 * 1024, seconds: float = 2.0) -> None:
+    """A lingering close: after an error answer sent before the whole request was read (a
+    body over the limit), read and drop what the client is still sending, for a moment and a
+    bounded amount, so that it gets to read the answer instead of a reset connection."""
+    deadline = time.monotonic() + seconds
+    with contextlib.suppress(OSError, ValueError):
+        while limit > 0 and (left := deadline - time.monotonic()) > 0:
+            stream.settimeout(left)
+            chunk = stream.recv(READ_SIZE)
+            if not chunk:
+                return
+            limit -= len(chunk)
 
 
 def _shut(connection: socket.socket) -> None:
