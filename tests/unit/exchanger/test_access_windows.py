@@ -137,7 +137,9 @@ weekdays = st.one_of(st.just({5, 6}), st.just({6}), st.sets(st.integers(0, 6), m
 
 def brute_force(window: RecurringWindow, t: int) -> tuple[int, int] | None:
     """Read the zone's clock every minute from t - 3 days to t + 3 days; an occurrence opens
-    at the first minute the clock reads its start or later (and so closes)."""
+    at the first minute the clock reads its start or later (and so closes); occurrences that
+    overlap or touch (a window ending where the next day's begins, as around a DST change)
+    are one window, as `WindowSet` documents."""
     zone = ZoneInfo(window.zone)
     minutes = list(range(t - 3 * 24 * HOUR, t + 3 * 24 * HOUR, 60))
     highest: list[dt.datetime] = []
@@ -149,6 +151,7 @@ def brute_force(window: RecurringWindow, t: int) -> tuple[int, int] | None:
         return minutes[bisect.bisect_left(highest, wall)]
 
     today = dt.datetime.fromtimestamp(t, zone).date()
+    occurrences = []
     for offset in range(-2, 2):
         day = today + dt.timedelta(days=offset)
         if day.weekday() not in window.days:
@@ -156,9 +159,15 @@ def brute_force(window: RecurringWindow, t: int) -> tuple[int, int] | None:
         end_day = day + dt.timedelta(days=1) if window.end <= window.start else day
         start = first(dt.datetime.combine(day, window.start))
         end = first(dt.datetime.combine(end_day, window.end))
-        if start <= t < end:
-            return start, end
-    return None
+        if start < end:
+            occurrences.append((start, end))
+    merged: list[tuple[int, int]] = []  # occurrences that overlap or touch are one window
+    for start, end in sorted(occurrences):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return next(((start, end) for start, end in merged if start <= t < end), None)
 
 
 @settings(max_examples=300, deadline=None)
