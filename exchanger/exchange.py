@@ -67,6 +67,8 @@ REQUEST_ENDING = "REQUEST_ENDING"
 CI_CLAIMS = ("repository_id", "run_id", "run_attempt", "sha", "project_id", "pipeline_id",
              "job_id")
 """The caller's claims a Session keeps, so the end of a CI run or job can revoke it."""
+AUDIT_CI_CLAIMS = (*CI_CLAIMS, "ref")
+"""The caller's claims its allow line keeps: which CI run and commit did this."""
 __all__ = ["APPROVAL_REQUIRED", "OUTSIDE_WINDOW", "REQUEST_ENDING", "ExchangeInput",
            "Exchanger", "fit_lifetime"]
 
@@ -319,6 +321,7 @@ class Exchanger:
             access_request=used.id if used else "",
             approvers=tuple(a.who or f"{a.issuer} {a.subject}" for a in admission.approvers)
             if admission else (),
+            who=requester_of(identity).who, ci=_ci_claims(identity),
         )
         try:
             self._audit.append(record)
@@ -376,3 +379,10 @@ def _revoke(backend: CredentialBackend, credential: IssuedCredential, why: str) 
 
 def _caller(identity: Identity) -> Caller:
     return Caller(iss=identity.issuer_url, sub=identity.subject, jti=identity.token_id or "")
+
+
+def _ci_claims(identity: Identity) -> dict[str, str]:
+    """The CI run and commit the verified token named (scalars only)."""
+    claims = identity.claims
+    return {name: str(claims[name]) for name in AUDIT_CI_CLAIMS
+            if isinstance(claims.get(name), str | int) and not isinstance(claims[name], bool)}

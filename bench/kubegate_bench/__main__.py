@@ -1,7 +1,8 @@
 """`python -m kubegate_bench [--quick | --smoke] [--only 1,3] [--out DIR] [--profile]`:
 run the benchmarks, print the table, write DIR/results.json and DIR/bench.png.
 
-Order: the in-process ones (4, 2), the self-issued load (1), scale (7) and exec plugin (8),
+Order: the in-process ones (4, 2), the self-issued load (1), scale (7), exec plugin (8) and the
+audit report over a large log (14),
 then the ones that need the real control plane (3, 5, 9, 13), then memory (6, from what 1 and 5
 recorded). A benchmark that breaks is reported as an error and the rest still run; the exit
 status is 1 then. Missing a target is a result, not an error.
@@ -33,18 +34,19 @@ from kubegate_bench import (
     b11_https,
     b12_tracing,
     b13_session_index,
+    b14_audit_report,
     kube_env,
     report,
 )
 from kubegate_bench.common import SIZES, Context, Mode, Outcome
 
-ALL = ("4", "2", "12", "1", "7", "8", "10", "11", "3", "5", "9", "13", "6")
+ALL = ("4", "2", "12", "1", "7", "8", "10", "11", "14", "3", "5", "9", "13", "6")
 NEEDS_CLUSTER = ("3", "5", "9", "13")
 TITLES = {"1": b1_throughput.TITLE, "2": b2_verify.TITLE, "3": b3_tokenrequest.TITLE,
           "4": b4_mappings.TITLE, "5": b5_sidecar.TITLE, "6": b6_memory.TITLE,
           "7": b7_scale.TITLE, "8": b8_exec_cache.TITLE, "9": b9_trustmappings.TITLE,
           "10": b10_people_plugin.TITLE, "11": b11_https.TITLE, "12": b12_tracing.TITLE,
-          "13": b13_session_index.TITLE}
+          "13": b13_session_index.TITLE, "14": b14_audit_report.TITLE}
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "out"
 
 
@@ -120,7 +122,7 @@ def _dispatch(bench: str, ctx: Context, env: kube_env.KubeEnv | None, env_error:
     runs: dict[str, Callable[[Context], Outcome]] = {
         "1": b1_throughput.run, "2": b2_verify.run, "4": b4_mappings.run, "7": b7_scale.run,
         "8": b8_exec_cache.run, "10": b10_people_plugin.run, "11": b11_https.run,
-        "12": b12_tracing.run}
+        "12": b12_tracing.run, "14": b14_audit_report.run}
     return runs[bench](ctx)
 
 

@@ -17,6 +17,9 @@ Rules of this module:
 - an access line is no exchange but an access request's lifecycle event (`access_record`):
   decision `access`, reason `ACCESS_<EVENT>`, status `""`, its facts in `access` (a key only
   access lines carry); the person's own text (reason, comment) is cut to `MAX_TEXT_CHARS`;
+- an allow line names the caller as people read it (`who`) and, for a CI caller, the run and
+  commit its verified token named (`ci`), so the audit report can answer "what did this
+  pipeline do"; both keys are absent when empty;
 - `to_json()` is deterministic: sorted keys, compact separators, ASCII only.
 """
 
@@ -161,6 +164,8 @@ class AuditRecord:
     access: Mapping[str, Any] | None = None
     access_request: str = ""  # allow: the access request the exchange used ("" = none)
     approvers: tuple[str, ...] = ()  # allow: who approved that request (`who` names)
+    who: str = ""  # allow: the caller as people read it (verified email, username or sub)
+    ci: Mapping[str, str] | None = None  # allow: the CI run and commit the token named
 
     def __post_init__(self) -> None:
         if not self.time:
@@ -184,6 +189,9 @@ class AuditRecord:
             raise ValueError("an allow has reason OK and status OK")
         if self.decision == "deny" and (any(is_ok) or not self.reason or not self.status):
             raise ValueError("a deny needs a reason and a status other than OK")
+        if self.ci is not None:
+            object.__setattr__(self, "ci", {sanitize(str(k)): sanitize(str(v))
+                                            for k, v in self.ci.items()})
         _sanitize_strings(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -196,6 +204,10 @@ class AuditRecord:
         if self.access_request:  # keys only lines of approval mappings carry
             fields["access_request"] = self.access_request
             fields["approvers"] = list(self.approvers)
+        if self.who:  # keys only allow lines written since the audit report carry
+            fields["who"] = self.who
+        if self.ci:
+            fields["ci"] = dict(self.ci)
         return fields
 
     def _decision_fields(self) -> dict[str, Any]:
@@ -239,15 +251,20 @@ def allow_record(
     trace_id: str = "",
     access_request: str = "",
     approvers: tuple[str, ...] = (),
+    who: str = "",
+    ci: Mapping[str, str] | None = None,
 ) -> AuditRecord:
     """The record of a successful exchange; `access_request` and `approvers` name the
-    approved access request it used (lines without one lack both keys)."""
+    approved access request it used (lines without one lack both keys); `who` is the caller
+    as people read it and `ci` the CI run and commit its verified token named (run_id,
+    run_attempt, sha, ...; lines without them lack the keys, and older lines still verify:
+    the chain hashes whatever a line holds)."""
     return AuditRecord(
         time=format_time(now), decision="allow", reason=ALLOW_REASON, status="OK",
         caller=caller, issuer=issuer, role=role, mapping=mapping, grant=grant,
         token_id=token_id, session_id=session_id, expires_at=format_time(expires_at),
         peer=peer, detail=detail, trace_id=trace_id, access_request=access_request,
-        approvers=approvers,
+        approvers=approvers, who=who, ci=dict(ci) if ci else None,
     )
 
 

@@ -14,6 +14,10 @@ with fresh hashes: that is what `--checkpoints` adds. With checkpoints (files, f
 ConfigMap documents, or `--from-configmap` on a cluster) and `--key`, the file must extend
 every signed checkpoint of its log: line <size> must have the checkpoint's hash.
 
+`report` joins kubegate audit logs with Kubernetes audit logs by credential id (see
+`kubegate.commands.audit_report`); `sink` receives the API server's audit webhook
+(`kubegate.commands.audit_sink`).
+
 `key` prints the verifier key (`name+id+base64`) of the checkpoint signing key, from a
 config file or a key file; `--create` makes the key file (0600) when it does not exist.
 """
@@ -22,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
+import importlib.util
 import json
 import sys
 from collections.abc import Iterator
@@ -65,6 +71,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     key.add_argument("--create", action="store_true",
                      help="create the key file (0600) when it does not exist")
     key.set_defaults(audit_handler=_run_key)
+    _add_report(actions)
+    _add_sink(actions)
+
+
+def _add_report(actions: Any) -> None:
+    report = actions.add_parser(
+        "report", help="join kubegate's audit logs with the cluster's audit log",
+        description="Join kubegate audit logs (what was brokered) with Kubernetes audit logs "
+        "(what the cluster saw) by credential id: per session who, why and what it did, "
+        "privileged and refused actions marked, bypass findings, unreadable lines.")
+    report.add_argument("--kubegate-log", action="extend", nargs="+", type=Path,
+                        required=True, metavar="FILE", help="kubegate audit logs (every "
+                        "replica's; rotated and gzipped files too)")
+    report.add_argument("--cluster-log", action="extend", nargs="+", type=Path,
+                        required=True, metavar="FILE", help="Kubernetes audit logs "
+                        "(audit.k8s.io/v1 JSON lines; rotated sets oldest first)")
+    report.add_argument("--since", metavar="TIME", help="RFC 3339, or a duration before "
+                        "now (2h, 30m)")
+    report.add_argument("--until", metavar="TIME", help="RFC 3339, or a duration before now")
+    report.add_argument("--session", default="", metavar="ID", help="one session")
+    report.add_argument("--identity", default="", metavar="WHO",
+                        help="sessions of this caller (sub, email, or granted user)")
+    report.add_argument("--mapping", default="", help="sessions of this mapping")
+    report.add_argument("--run", default="", metavar="ID",
+                        help="sessions of this CI run (GitHub run_id, GitLab pipeline_id)")
+    report.add_argument("--allow-user", action="append", default=[], metavar="PATTERN",
+                        help="a system identity whose actions are no bypass finding "
+                        "(glob on the user, or group:GLOB); repeatable")
+    report.add_argument("--exchanger-user", action="append", default=[], metavar="NAME",
+                        help="the exchanger's own Kubernetes user; repeatable")
+    report.add_argument("-o", "--output", choices=("text", "json", "html"), default="text")
+    report.add_argument("--out", type=Path, metavar="FILE",
+                        help="write the report here (default: standard output)")
+    report.set_defaults(audit_handler=_run_report)
+
+
+def _add_sink(actions: Any) -> None:
+    if importlib.util.find_spec("kubegate.commands.audit_sink") is None:
+        return  # the live sink is not part of this build
+    audit_sink = importlib.import_module("kubegate.commands.audit_sink")
+    sink = actions.add_parser(
+        "sink", help="receive the API server's audit webhook and join it live",
+        description="Receive the API server's audit webhook backend (EventList over HTTPS), "
+        "join it with kubegate's sessions live, export bypass counts as metrics.")
+    audit_sink.add_arguments(sink)
+    sink.set_defaults(audit_handler=audit_sink.run)
 
 
 _NOTE_MARK = b'"decision":"note"'
@@ -148,6 +200,12 @@ def _run_key(args: argparse.Namespace) -> int:
     except KubegateError as error:
         print(f"kubegate audit key: {error.detail or error.public_message}", file=sys.stderr)
         return EXIT_UNREADABLE if isinstance(error, UsageError) else EXIT_TAMPERED
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from kubegate.commands.audit_report import run_report
+
+    return run_report(args)
 
 
 def _usage(action: str, message: str) -> int:

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 # benchmark -> how many rows it reports at least (1: throughput and CPU at 3 concurrencies,
 # p99; 2: RS256 and ES256, uncached and cached; 3: two paths and one comparison; ...)
 ROWS = {"1": 7, "2": 4, "3": 3, "4": 1, "5": 3, "6": 2, "7": 3, "8": 3, "9": 6, "10": 2, "11": 3,
-        "12": 2, "13": 5}
+        "12": 2, "13": 5, "14": 3}
 ROW_KEYS = {"bench", "name", "value", "unit", "baseline", "baseline_value", "ratio", "check",
             "target", "met", "note"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

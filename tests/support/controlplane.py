@@ -168,11 +168,17 @@ class ControlPlane:
     (`--service-account-jwks-uri`) is left out by default, and the API server publishes
     `https://<advertise address>:<port>/openid/v1/jwks` in its discovery document, as it does
     in kubeadm and kind clusters (issuer `https://kubernetes.default.svc.cluster.local`).
+
+    With `audit_webhook` (a webhook kubeconfig: the sink's URL, its CA, optionally a client
+    certificate), the API server also sends every audit event, under the same policy, to that
+    webhook (`--audit-webhook-mode=blocking`: each event is sent as the request is served, so
+    a test waits for no batch timer); start the receiver before the control plane.
     """
 
     def __init__(self, bin_dir: Path, workdir: Path, *, issuer: str | None = None,
-                 jwks_uri: str | None = None) -> None:
+                 jwks_uri: str | None = None, audit_webhook: Path | None = None) -> None:
         self.bin_dir = bin_dir
+        self.audit_webhook = audit_webhook
         self.workdir = workdir
         self.kubectl_path = bin_dir / "kubectl"
         self._processes: list[Process] = []
@@ -296,6 +302,7 @@ class ControlPlane:
             f"--audit-policy-file={self.audit_policy_path}",
             f"--audit-log-path={self.audit_log_path}",
             "--audit-log-format=json",
+            *self._audit_webhook_flags(),
             f"--cert-dir={self.workdir / 'certs'}",
         ], self.workdir)
         self._processes.append(apiserver)
@@ -305,6 +312,12 @@ class ControlPlane:
         admin = self.admin_ssl_context()
         wait_until(lambda: _http_ok(f"{self.url}/api/v1/namespaces/default", admin),
                    timeout=30, what="namespace default", process=apiserver)
+
+    def _audit_webhook_flags(self) -> list[str]:
+        if self.audit_webhook is None:
+            return []
+        return [f"--audit-webhook-config-file={self.audit_webhook}",
+                "--audit-webhook-mode=blocking", "--audit-webhook-initial-backoff=1s"]
 
     def stop(self) -> None:
         for process in reversed(self._processes):
