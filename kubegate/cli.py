@@ -32,8 +32,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
              "jobs and of people"),
     "status": ("kubegate.commands.status", "what an exchanger with a config sees: each "
                "issuer's keys, each cluster's API server, its trust mappings"),
-    "audit": ("kubegate.commands.audit", "verify audit logs (hash chains and signed "
-              "checkpoints), or print the checkpoint verifier key"),
+    "audit": ("kubegate.commands.audit", "verify audit logs and checkpoints; report what "
+              "was brokered against the cluster's audit log (report), or receive it live "
+              "(sink)"),
     "mappings": ("kubegate.commands.mappings",
                  "validate trust mappings (schema and lints), or explain a token's match"),
     "scan": ("kubegate.commands.scan", "find standing privilege and paths around the broker "

@@ -337,7 +337,8 @@ def test_the_exchanger_is_whom_the_configs_credentials_authenticate_as(
                 if f["rule"] == "KG002" and seeded.web in _ref(f["object"])}
 
     # other tests share the cluster and may bind cluster-admin elsewhere: look at these two
-    ours = {f"ServiceAccount {seeded.tools}/exchanger", "ServiceAccount kubegate/kubegate-exchanger"}
+    ours = {f"ServiceAccount {seeded.tools}/exchanger",
+            "ServiceAccount kubegate/kubegate-exchanger"}
     assert minters() & ours == {f"ServiceAccount {seeded.tools}/exchanger"}
     # with the config, its token's service account is the exchanger, and deploy/base's is not
     assert minters("--config", str(config)) & ours == {
