@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from exchanger.audit.chain import verify_chain
+from exchanger.auditreport.model import Problem
 from exchanger.blast.identities import describe_identity
 from exchanger.config import build_config
 from exchanger.mappings.validate import parse_mapping
@@ -101,6 +102,7 @@ def _run_demo(state_dir: Path, stack: contextlib.ExitStack, *, keep: bool) -> bo
                     discovery_port=free_port()),
         base=state_dir, environ={}, source="kubegate demo")
     audit_lines_before = _read_lines(config.audit_log)
+    started = time.time()
     running = start_exchanger(config)
     stack.callback(running.stop)
     print(_header(state_dir, issuer, people, running, mapping_file, keep))
@@ -110,8 +112,9 @@ def _run_demo(state_dir: Path, stack: contextlib.ExitStack, *, keep: bool) -> bo
     for number, outcome in enumerate(outcomes, start=1):
         print(_describe(number, outcome))
     glass_ok = _break_glass(running, people, len(outcomes) + 1)
+    report_ok = _report(config.audit_log, len(outcomes) + 2, since=started)
     chain_ok = _show_audit(config.audit_log, len(audit_lines_before))
-    ok = chain_ok and glass_ok and all(outcome.as_expected for outcome in outcomes)
+    ok = chain_ok and glass_ok and report_ok and all(o.as_expected for o in outcomes)
     print("\ndemo result: " + ("ok: the deploy job and alice were allowed, the pull_request "
                                "and bob denied; bob's break-glass worked only once alice "
                                "approved it" if ok else "NOT as expected (see above)"))
@@ -162,6 +165,31 @@ def _break_glass(running: RunningExchanger, people: DemoIssuer, number: int) -> 
         print(f"    after the revoke   deny {after} (expected APPROVAL_REQUIRED)")
     return (refused == after == "APPROVAL_REQUIRED"
             and credential.expires_at <= approved.ends_at)
+
+
+def _report(audit_log: Path, number: int, *, since: float) -> bool:
+    """What `kubegate audit report` makes of this run's sessions (no cluster here, so no
+    cluster events to join: against a real one, --cluster-log adds what each session did)."""
+    from exchanger.auditreport.join import build_report
+    from exchanger.auditreport.kubegate_log import read_sessions
+    from exchanger.auditreport.model import Filters
+
+    problems: list[Problem] = []
+    report = build_report(read_sessions([audit_log], problems), [],
+                          filters=Filters(since=since), problems=problems)
+    sessions = [entry.session for entry in report.sessions if entry.session.issued_at >= since]
+    print(f"\n[{number}] kubegate audit report --kubegate-log {audit_log.name} --cluster-log "
+          "<the API server's audit log>")
+    for session in sessions:
+        request = (f"; request {session.access_request} approved by "
+                   f"{', '.join(session.approvers)}" if session.access_request else "")
+        end = f"; {session.end_reason} early" if session.ended_at else ""
+        print(f"    {session.mapping:<22} {session.who or session.subject} as "
+              f"{session.user or session.service_account}{request}{end}")
+    print("    (each row gains what the cluster saw with that credential, joined by its id; "
+          "anything else is a bypass finding)")
+    glass = [s for s in sessions if s.access_request]
+    return not problems and len(glass) == 1 and glass[0].end_reason == "revoked"
 
 
 def _header(state_dir: Path, issuer: DemoIssuer, people: DemoIssuer,

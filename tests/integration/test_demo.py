@@ -44,6 +44,12 @@ def test_the_demo_exits_0_with_an_allow_and_a_deny_for_jobs_and_for_people(
             "oidc:engineers]") in out
     assert "reason       ROLE_NOT_ALLOWED" in out
     assert "without approval   deny APPROVAL_REQUIRED" in out
+    # the audit report's view of this run's sessions: the break-glass one names its request
+    report = out.split("kubegate audit report --kubegate-log", 1)[1].split("\naudit log ")[0]
+    rows = [line.split()[0] for line in report.splitlines()[1:] if line.startswith("    ")
+            and not line.strip().startswith("(")]
+    assert rows == ["web-production-deploy", "sre-ops", "break-glass-admin"]
+    assert "approved by alice@example.com; revoked early" in report
     assert "with approval      allow: user oidc:bob@example.com [kubegate:break-glass]" in out
     assert "demo result: ok" in out
 
