@@ -33,8 +33,6 @@ import hashlib
 import hmac
 import json
 import logging
-import socket
-import ssl
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,10 +42,9 @@ from exchanger.access.model import Session, SessionEnd
 from exchanger.access.settings import CiWebhooks
 from exchanger.config import TLSFiles
 from exchanger.metrics import WebhookMetrics
-from exchanger.oauth.endpoint import TokenEndpoint
 from exchanger.oauth.errors import BodyTooLargeError, RequestTimeoutError
-from exchanger.oauth.server import TokenServer, linger, tls_context
-from exchanger.oauth.wire import Answer, Cycle, Request
+from exchanger.oauth.server import TokenServer, tls_context
+from exchanger.oauth.wire import Answer, Request
 from kubegate.addresses import parse_host_port
 from kubegate.errors import ConfigError, KubegateError
 from kubegate.http.errors import HeadTooLargeError, HttpError
@@ -194,8 +191,9 @@ class CiWebhookServer:
         self.endpoint = CiWebhookEndpoint(github_secret=github, gitlab_token=gitlab,
                                           revoker=revoker, metrics=metrics)
         context = tls_context(tls.cert_file, tls.key_file, None) if tls is not None else None
-        self._listener = _Listener(host=address.bind_host, port=address.port, context=context,
-                                   endpoint=self.endpoint)
+        self._listener = TokenServer(host=address.bind_host, port=address.port,
+                                     context=context, max_body=MAX_BODY,
+                                     http_error=_http_error)
         self.scheme = self._listener.scheme
 
     @property
@@ -203,43 +201,11 @@ class CiWebhookServer:
         return self._listener.port
 
     def start(self) -> CiWebhookServer:
-        self._listener.start()
+        self._listener.start(self.endpoint)
         return self
 
     def stop(self) -> None:
         self._listener.stop()
-
-
-class _Listener(TokenServer):
-    """The token endpoint's listener with this module's body bound and answers."""
-
-    def __init__(self, *, host: str, port: int, context: ssl.SSLContext | None,
-                 endpoint: CiWebhookEndpoint) -> None:
-        super().__init__(host=host, port=port, context=context)
-        self._ci = endpoint
-
-    def start(self, endpoint: TokenEndpoint | None = None) -> TokenServer:
-        self._accepting.start()
-        return self
-
-    def _requests(self, stream: socket.socket, peer: str) -> None:
-        leftover = b""
-        while not self._stopping.is_set():
-            cycle = Cycle(max_body=MAX_BODY)
-            try:
-                request = self._read(stream, cycle, leftover)
-            except HttpError as error:
-                stream.sendall(cycle.send(_http_error(error), close=True))
-                linger(stream)
-                return
-            if request is None:
-                return
-            with self._exchanges:
-                answer = self._ci.handle(request, peer)
-            stream.sendall(cycle.send(answer))
-            if not cycle.keep_alive:
-                return
-            leftover = cycle.leftover()
 
 
 def _http_error(error: HttpError) -> Answer:

@@ -30,8 +30,6 @@ import errno
 import json
 import logging
 import os
-import socket
-import ssl
 import stat
 import threading
 from collections import OrderedDict
@@ -47,10 +45,9 @@ from exchanger.auditreport.cluster_log import EventFormatError, parse_event
 from exchanger.auditreport.join import join_event
 from exchanger.auditreport.kubegate_log import SessionIndex
 from exchanger.auditreport.model import BrokeredSession, JoinedAction
-from exchanger.oauth.endpoint import TokenEndpoint
 from exchanger.oauth.errors import BodyTooLargeError, RequestTimeoutError
-from exchanger.oauth.server import TokenServer, linger, tls_context
-from exchanger.oauth.wire import Answer, Cycle, Request
+from exchanger.oauth.server import TokenServer, tls_context
+from exchanger.oauth.wire import Answer, Request
 from kubegate.addresses import HostPort, parse_host_port
 from kubegate.errors import ConfigError, KubegateError, UnavailableError
 from kubegate.http.errors import HeadTooLargeError, HttpError
@@ -441,38 +438,6 @@ def _json(status: int, body: Mapping[str, Any], headers: tuple[tuple[str, str], 
 
 # -- the listener ---------------------------------------------------------------------------
 
-class _Listener(TokenServer):
-    """The token endpoint's listener with this module's body bound and answers."""
-
-    def __init__(self, *, host: str, port: int, context: ssl.SSLContext | None,
-                 endpoint: SinkEndpoint) -> None:
-        super().__init__(host=host, port=port, context=context)
-        self._sink = endpoint
-
-    def start(self, endpoint: TokenEndpoint | None = None) -> TokenServer:
-        self._accepting.start()
-        return self
-
-    def _requests(self, stream: socket.socket, peer: str) -> None:
-        leftover = b""
-        while not self._stopping.is_set():
-            cycle = Cycle(max_body=MAX_BODY)
-            try:
-                request = self._read(stream, cycle, leftover)
-            except HttpError as error:
-                stream.sendall(cycle.send(_http_error(error), close=True))
-                linger(stream)
-                return
-            if request is None:
-                return
-            with self._exchanges:
-                answer = self._sink.handle(request, peer)
-            stream.sendall(cycle.send(answer))
-            if not cycle.keep_alive:
-                return
-            leftover = cycle.leftover()
-
-
 def _http_error(error: HttpError) -> Answer:
     if isinstance(error, BodyTooLargeError):
         return _json(413, {"error": "the body is over 16 MiB"})
@@ -504,8 +469,9 @@ class AuditSink:
                                      detector_for=_bypass_detector(allowlist, exchanger_users),
                                      metrics=self.metrics)
         try:
-            self._listener = _Listener(host=address.bind_host, port=address.port,
-                                       context=context, endpoint=self.endpoint)
+            self._listener = TokenServer(host=address.bind_host, port=address.port,
+                                         context=context, max_body=MAX_BODY,
+                                         http_error=_http_error)
         except OSError as error:
             self._out.close()
             raise ConfigError([f"--listen {listen}: cannot listen: {error.strerror}"]) \
@@ -517,7 +483,7 @@ class AuditSink:
         return self._listener.port
 
     def start(self) -> AuditSink:
-        self._listener.start()
+        self._listener.start(self.endpoint)
         return self
 
     def stop(self) -> None:

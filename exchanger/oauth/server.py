@@ -18,11 +18,13 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
-from exchanger.oauth.endpoint import TokenEndpoint, error_answer
+from exchanger.oauth.endpoint import error_answer
 from exchanger.oauth.errors import RequestTimeoutError, oauth_error
-from exchanger.oauth.wire import Cycle, Request
+from exchanger.oauth.wire import MAX_BODY, Answer, Cycle, Request
 from kubegate.http.errors import HttpError
 
 MAX_CONNECTIONS = 64
@@ -49,9 +51,15 @@ class TokenServer:
     """Listens on host:port at once (0 picks one: see `port`), serves an endpoint once
     started; `context` None is plaintext."""
 
-    def __init__(self, *, host: str, port: int, context: ssl.SSLContext | None) -> None:
+    def __init__(self, *, host: str, port: int, context: ssl.SSLContext | None,
+                 max_body: int = MAX_BODY,
+                 http_error: Callable[[HttpError], Answer] | None = None) -> None:
+        """max_body bounds a request's body; http_error answers what HTTP itself refused
+        (default: the token endpoint's OAuth error JSON)."""
         self._context = context
-        self._endpoint: TokenEndpoint | None = None
+        self._endpoint: Handler | None = None
+        self._max_body = max_body
+        self._http_error = http_error or _oauth_http_error
         self._listener = socket.create_server((host, port), reuse_port=False, backlog=128)
         self._listener.settimeout(0.2)
         self._connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
@@ -68,7 +76,7 @@ class TokenServer:
     def port(self) -> int:
         return int(self._listener.getsockname()[1])
 
-    def start(self, endpoint: TokenEndpoint) -> TokenServer:
+    def start(self, endpoint: Handler) -> TokenServer:
         self._endpoint = endpoint
         self._accepting.start()
         return self
@@ -131,12 +139,12 @@ class TokenServer:
     def _requests(self, stream: socket.socket, peer: str) -> None:
         leftover = b""
         while not self._stopping.is_set():
-            cycle = Cycle()
+            cycle = Cycle(max_body=self._max_body)
             try:
                 request = self._read(stream, cycle, leftover)
             except HttpError as error:
-                stream.sendall(cycle.send(error_answer(oauth_error(error), error), close=True))
-                linger(stream)
+                stream.sendall(cycle.send(self._http_error(error), close=True))
+                _linger(stream)
                 return
             if request is None:
                 return
@@ -175,12 +183,23 @@ class TokenServer:
                 return None
 
 
+class Handler(Protocol):
+    """What a listener hands each whole request to (the token endpoint, the CI webhooks,
+    the audit sink); it answers, never raises for bad input."""
+
+    def handle(self, request: Request, peer: str) -> Answer: ...
+
+
+def _oauth_http_error(error: HttpError) -> Answer:
+    return error_answer(oauth_error(error), error)
+
+
 def _peer(scheme: str, address: tuple[str, int]) -> str:
     host, port = address[0], address[1]
     return f"{scheme}:[{host}]:{port}" if ":" in host else f"{scheme}:{host}:{port}"
 
 
-def linger(stream: socket.socket, *, limit: int = 1024 * 1024, seconds: float = 2.0) -> None:
+def _linger(stream: socket.socket, *, limit: int = 1024 * 1024, seconds: float = 2.0) -> None:
     """A lingering close: after an error answer sent before the whole request was read (a
     body over the limit), read and drop what the client is still sending, for a moment and a
     bounded amount, so that it gets to read the answer instead of a reset connection."""

@@ -28,6 +28,7 @@ from tests.support.fixtures_exchanger import (
     TestExchanger,
     cluster_entry,
     self_issued_entry,
+    trust_self_issued,
 )
 from tests.support.kube import Cluster, Kubectl
 from tests.support.oidc import GitHubActionsIssuer
@@ -37,21 +38,6 @@ ROOT = Path(__file__).resolve().parents[2]
 AUDIENCE = "kubegate"
 CREDENTIAL_ID = "authentication.kubernetes.io/credential-id"
 
-AUTHENTICATION_CONFIG = """\
-apiVersion: apiserver.config.k8s.io/v1
-kind: AuthenticationConfiguration
-jwt:
-- issuer:
-    url: {url}
-    audiences: [kubernetes]
-    certificateAuthority: {ca}
-  claimValidationRules:
-  - expression: "has(claims.jti)"
-    message: "kubegate tokens carry a jti"
-  claimMappings:
-    username: {{claim: sub, prefix: ""}}
-    groups: {{claim: groups, prefix: ""}}
-"""
 
 PIPELINE_MAPPING = """
 apiVersion: kubegate.io/v1alpha1
@@ -117,10 +103,7 @@ def start_people(cluster: Cluster, control_plane: ControlPlane, dex: Dex,
         clusters=[{"name": "test", "server": control_plane.url,
                    "caFile": str(control_plane.ca_path), "backend": "selfIssued"}],
         mappings=PEOPLE_MAPPING.format(namespace=namespace), self_issued=self_issued)
-    ca = exchanger.config.self_issued.tls.generated_ca_file  # type: ignore[union-attr]
-    assert ca is not None
-    control_plane.set_authentication_config(AUTHENTICATION_CONFIG.format(
-        url=self_issued["issuerUrl"], ca=json.dumps(ca.read_text())))
+    trust_self_issued(control_plane, exchanger)
     return exchanger, namespace
 
 

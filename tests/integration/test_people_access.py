@@ -29,29 +29,15 @@ from kubegate.credential import Credential
 from kubegate.errors import Code, ExchangeError
 from tests.support.controlplane import ControlPlane, audit_events
 from tests.support.dex import CONFIDENTIAL_CLIENT, PUBLIC_CLIENT, Dex
-from tests.support.fixtures_exchanger import StartExchanger, TestExchanger, self_issued_entry
+from tests.support.fixtures_exchanger import (
+    StartExchanger,
+    TestExchanger,
+    self_issued_entry,
+    trust_self_issued,
+)
 from tests.support.hostile import DecisionLog, attempt
 from tests.support.kube import Cluster, Kubectl
 from tests.support.wait import poll
-
-AUTHENTICATION_CONFIG = """\
-apiVersion: apiserver.config.k8s.io/v1
-kind: AuthenticationConfiguration
-jwt:
-- issuer:
-    url: {url}
-    audiences: [kubernetes]
-    certificateAuthority: {ca}
-  claimValidationRules:
-  - expression: "has(claims.jti)"
-    message: "kubegate tokens carry a jti"
-  claimMappings:
-    username: {{claim: sub, prefix: ""}}
-    groups: {{claim: groups, prefix: ""}}
-  userValidationRules:
-  - expression: "!user.username.startsWith('system:')"
-    message: "kubegate users may not use the system: prefix"
-"""
 
 PEOPLE_MAPPINGS = """
 apiVersion: kubegate.io/v1alpha1
@@ -104,10 +90,7 @@ def people(
         clusters=[{"name": "test", "server": control_plane.url,
                    "caFile": str(control_plane.ca_path), "backend": "selfIssued"}],
         mappings=PEOPLE_MAPPINGS.format(namespace=ops), self_issued=self_issued)
-    ca = exchanger.config.self_issued.tls.generated_ca_file  # type: ignore[union-attr]
-    assert ca is not None
-    control_plane.set_authentication_config(AUTHENTICATION_CONFIG.format(
-        url=self_issued["issuerUrl"], ca=json.dumps(ca.read_text())))
+    trust_self_issued(control_plane, exchanger)
     yield People(dex=dex, exchanger=exchanger, namespace=ops, control_plane=control_plane,
                  kubectl_with_token=kubectl_with_token)
 

@@ -10,30 +10,10 @@ from collections.abc import Callable
 import jwt
 
 from tests.support.controlplane import ControlPlane, audit_events
-from tests.support.fixtures_exchanger import StartExchanger, self_issued_entry
+from tests.support.fixtures_exchanger import StartExchanger, self_issued_entry, trust_self_issued
 from tests.support.kube import Cluster, Kubectl
 from tests.support.oidc import GitLabCIIssuer
 from tests.support.wait import poll
-
-AUTHENTICATION_CONFIG = """\
-apiVersion: apiserver.config.k8s.io/v1
-kind: AuthenticationConfiguration
-jwt:
-- issuer:
-    url: {url}
-    audiences: [kubernetes]
-    certificateAuthority: {ca}
-  claimValidationRules:
-  - expression: "has(claims.jti)"
-    message: "kubegate tokens carry a jti"
-  claimMappings:
-    username: {{claim: sub, prefix: ""}}
-    groups: {{claim: groups, prefix: ""}}
-  userValidationRules:
-  - expression: "!user.username.startsWith('system:')"
-    message: "kubegate users may not use the system: prefix"
-"""
-
 
 
 def test_self_issued_token_is_accepted_by_the_apiserver_and_audited_by_jti(
@@ -63,10 +43,7 @@ spec:
         clusters=[{"name": "test", "server": control_plane.url,
                    "caFile": str(control_plane.ca_path), "backend": "selfIssued"}],
         mappings=mappings, self_issued=self_issued)
-    ca = exchanger.config.self_issued.tls.generated_ca_file  # type: ignore[union-attr]
-    assert ca is not None
-    control_plane.set_authentication_config(AUTHENTICATION_CONFIG.format(
-        url=self_issued["issuerUrl"], ca=json.dumps(ca.read_text())))
+    trust_self_issued(control_plane, exchanger)
 
     subject = gitlab_issuer.mint(project_path="my-group/web", project_id="4711",
                                  audience="kubegate")

@@ -90,3 +90,34 @@ def start_test_exchanger(tmp_path: Path) -> Iterator[StartExchanger]:
 def self_issued_entry() -> dict[str, Any]:
     port = free_port()
     return {"listen": f"127.0.0.1:{port}", "issuerUrl": f"https://127.0.0.1:{port}"}
+
+
+SELF_ISSUED_AUTHENTICATION = """\
+apiVersion: apiserver.config.k8s.io/v1
+kind: AuthenticationConfiguration
+jwt:
+- issuer:
+    url: {url}
+    audiences: [kubernetes]
+    certificateAuthority: {ca}
+  claimValidationRules:
+  - expression: "has(claims.jti)"
+    message: "kubegate tokens carry a jti"
+  claimMappings:
+    username: {{claim: sub, prefix: ""}}
+    groups: {{claim: groups, prefix: ""}}
+  userValidationRules:
+  - expression: "!user.username.startsWith('system:')"
+    message: "kubegate users may not use the system: prefix"
+"""
+
+
+def trust_self_issued(plane: ControlPlane, exchanger: TestExchanger) -> None:
+    """Make the API server trust the exchanger's self-issued tokens (structured
+    AuthenticationConfiguration: username from `sub`, groups from `groups`, a `jti` required,
+    no `system:` user); the API server reloads it within seconds."""
+    self_issued = exchanger.config.self_issued
+    assert self_issued is not None and self_issued.tls.generated_ca_file is not None
+    plane.set_authentication_config(SELF_ISSUED_AUTHENTICATION.format(
+        url=self_issued.issuer_url,
+        ca=json.dumps(self_issued.tls.generated_ca_file.read_text())))
