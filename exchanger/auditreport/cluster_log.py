@@ -9,7 +9,9 @@ Rules of this module:
   sends, and what a sink may store one per line);
 - only the `ResponseComplete` and `Panic` stages are kept: `RequestReceived` and
   `ResponseStarted` are earlier stages of the same request (same `auditID`), without its
-  final response code, and keeping them would count each request twice;
+  final response code, and keeping them would count each request twice; except a request
+  refused before authentication (401): the API server records only its `ResponseStarted`
+  stage, with an empty user, and it is kept as such (`username` "");
 - a line that is not JSON, is cut short (a crash mid-write, a truncated gzip member) or lacks
   the fields of an event becomes a `Problem` naming "file:line" and reading goes on; a file
   that cannot be opened is a `Problem` naming the file;
@@ -106,11 +108,12 @@ def parse_event(obj: object, where: str = "") -> ClusterEvent | None:
     stage = _text(obj, "stage")
     if not stage:
         raise EventFormatError("no stage")
-    if stage not in KEPT_STAGES:
+    unauthenticated = stage == "ResponseStarted" and _code(obj) == 401
+    if stage not in KEPT_STAGES and not unauthenticated:
         return None
     user = _mapping(obj, "user")
     verb, username = _text(obj, "verb"), _text(user, "username")
-    if not verb or not username:
+    if not verb or not (username or unauthenticated):
         raise EventFormatError("no verb or no user.username")
     ref, annotations = _mapping(obj, "objectRef"), _mapping(obj, "annotations")
     api_version = _text(ref, "apiVersion")

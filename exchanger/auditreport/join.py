@@ -16,7 +16,12 @@ Rules of this module:
   `MAX_ROWS_PER_SESSION` actions are kept as rows (the first ones), then at most as many
   privileged or refused ones again; every action beyond is only counted (`not_kept`);
 - the same request read twice (a file log and a webhook copy; `auditID` repeated) is kept
-  once per session while its rows are kept.
+  once per session while its rows are kept;
+- a request refused before authentication (401) carries no identity in the audit log. When
+  it comes after a session ended (revoked or run out, within `AFTER_END_SECONDS`) from the
+  same client address and user agent that session used, and from no other such session, it
+  is shown among that session's refused actions, marked `attributed` (by address, not by
+  credential id); otherwise it only counts in `unauthenticated_refusals`.
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ __all__ = ["MAX_ROWS_PER_SESSION", "EventObserver", "Report", "SessionActions",
            "build_report", "join_event"]
 
 NO_FILTERS = Filters()
+AFTER_END_SECONDS = 3600.0
+"""How long after a session's end a 401 from its client may be attributed to it."""
+MAX_CLIENTS_PER_SESSION = 8
 MAX_ROWS_PER_SESSION = 10_000
 """Actions kept as rows per session (and as many privileged or refused ones after them)."""
 
@@ -84,6 +92,7 @@ class Report:
     filters: Filters = NO_FILTERS
     events_read: int = 0  # kept-stage events in the time range
     events_joined: int = 0  # of those, made with a kubegate credential (any session)
+    unauthenticated_refusals: int = 0  # 401s (no identity recorded), attributed or not
     observers: tuple[Any, ...] = ()  # for renderers that show more than findings
 
 
@@ -101,6 +110,7 @@ class _Tally:
     not_kept: int = 0
     first: float = 0.0
     last: float = 0.0
+    clients: set[tuple[tuple[str, ...], str]] = field(default_factory=set)
 
     def add(self, action: JoinedAction, limit: int) -> None:
         event = action.event
@@ -111,6 +121,8 @@ class _Tally:
         self.privileged += bool(action.privileged)
         self.first = min(self.first or event.time, event.time)
         self.last = max(self.last, event.time)
+        if not action.attributed and len(self.clients) < MAX_CLIENTS_PER_SESSION:
+            self.clients.add((event.source_ips, event.user_agent))
         if len(self.rows) < limit:
             self._keep(action)
         elif (action.privileged or event.refused) and self.notable_extra < limit:
@@ -151,14 +163,18 @@ def build_report(sessions: SessionIndex, events: Iterable[ClusterEvent], *,
     consumed (a reader fills it while streaming) and travels in the report."""
     tallies = {s.session_id: _Tally(s) for s in sessions.sessions()
                if filters.admits_session(s) and _session_in_range(s, filters)}
-    read = joined = 0
+    read = joined = unauthenticated = 0
     for event in events:
         if not filters.admits_time(event.time):
             continue
         read += 1
         action = join_event(sessions, event)
-        if action.session is not None:
+        if not event.username and event.code == 401:
+            unauthenticated += 1
+            action = _attribute(action, tallies.values())
+        if action.session is not None and not action.attributed:
             joined += 1
+        if action.session is not None:
             tally = tallies.get(action.session.session_id)
             if tally is None and filters.admits_session(action.session):
                 tally = tallies[action.session.session_id] = _Tally(action.session)
@@ -172,4 +188,20 @@ def build_report(sessions: SessionIndex, events: Iterable[ClusterEvent], *,
         sessions=tuple(t.freeze() for t in ordered),
         findings=tuple(f for o in observers for f in o.findings()),
         problems=tuple(problems), filters=filters, events_read=read, events_joined=joined,
-        observers=tuple(observers))
+        unauthenticated_refusals=unauthenticated, observers=tuple(observers))
+
+
+def _attribute(action: JoinedAction, tallies: Iterable[_Tally]) -> JoinedAction:
+    """A 401 tied to the one ended session whose client sent it, else left unjoined."""
+    event = action.event
+    client = (event.source_ips, event.user_agent)
+    candidates = []
+    for tally in tallies:
+        session = tally.session
+        end = session.ended_at or session.expires_at
+        if end and end <= event.time <= end + AFTER_END_SECONDS and client in tally.clients:
+            candidates.append(session)
+    if len(candidates) != 1:
+        return action
+    return JoinedAction(event=event, session=candidates[0], privileged=action.privileged,
+                        attributed=True)

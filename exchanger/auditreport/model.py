@@ -94,6 +94,8 @@ class JoinedAction:
     session: BrokeredSession | None  # None: not a kubegate credential
     privileged: str = ""  # "" or a category: exec, attach, port-forward, secret-read, rbac,
     #                       admission, crd, namespace-delete
+    attributed: bool = False  # a 401 (no identity recorded) tied to an ended session by the
+    #                           client's address and user agent, not by credential id
 
 
 class Severity(enum.StrEnum):

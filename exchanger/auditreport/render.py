@@ -5,7 +5,8 @@ The JSON shape (`as_json`; version 1, keys stable, added to only):
   "version": 1,
   "filters": {"since", "until", "session", "identity", "mapping", "run"},
   "counts": {"events": events in the time range, "joined": of them with a kubegate
-             credential, "sessions": sessions shown, "findings", "problems"},
+             credential, "unauthenticated_refusals": 401s (no identity recorded),
+             "sessions": sessions shown, "findings", "problems"},
   "sessions": [{
      "session_id", "token_id", "credential_id" ("JTI=..."), "mapping", "issuer", "subject",
      "who", "ci": {run_id, run_attempt, sha, repository_id, project_id, pipeline_id, job_id,
@@ -22,7 +23,8 @@ The JSON shape (`as_json`; version 1, keys stable, added to only):
 `leastpriv.least_privilege_section`).
 A row: {"time", "audit_id", "verb", "api_group", "resource", "subresource", "namespace",
 "name", "request_uri", "code", "user", "credential_id", "impersonated_user", "user_agent",
-"source_ips", "privileged" ("" or a category), "refused" (bool), "session_id" ("" when
+"source_ips", "privileged" ("" or a category), "refused" (bool), "attributed" (bool: a 401
+tied to an ended session by client address and user agent), "session_id" ("" when
 none), "where" (cluster log "file:line")}. Times are RFC 3339 UTC with microseconds, ""
 when unknown.
 """
@@ -61,6 +63,7 @@ def row(action: JoinedAction) -> dict[str, Any]:
         "credential_id": event.credential_id, "impersonated_user": event.impersonated_user,
         "user_agent": event.user_agent, "source_ips": list(event.source_ips),
         "privileged": action.privileged, "refused": event.refused,
+        "attributed": action.attributed,
         "session_id": action.session.session_id if action.session else "",
         "where": event.where,
     }
@@ -110,6 +113,7 @@ def as_json(report: Report) -> dict[str, Any]:
     return {
         "version": JSON_VERSION, "filters": _filters(report.filters),
         "counts": {"events": report.events_read, "joined": report.events_joined,
+                   "unauthenticated_refusals": report.unauthenticated_refusals,
                    "sessions": len(report.sessions), "findings": len(report.findings),
                    "problems": len(report.problems)},
         "sessions": [_session_actions(s) for s in report.sessions],
@@ -155,7 +159,8 @@ def _line(action: JoinedAction) -> str:
     event = action.event
     what = event.resource + (f"/{event.subresource}" if event.subresource else "")
     where = "/".join(part for part in (event.namespace, event.name) if part)
-    marks = [action.privileged.upper(), "refused" if event.refused else ""]
+    marks = [action.privileged.upper(), "refused" if event.refused else "",
+             "(after its end: same client)" if action.attributed else ""]
     mark = " ".join(m for m in marks if m)
     return (f"    {format_time(event.time)} {mark:<24} {event.verb} {what} {where} "
             f"-> {event.code} ({event.user_agent})")

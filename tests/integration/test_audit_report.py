@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kubegate.client.access import AccessClient
 from kubegate.credential import Credential
 from tests.support.controlplane import ControlPlane, audit_events
 from tests.support.dex import CONFIDENTIAL_CLIENT, PUBLIC_CLIENT, Dex
@@ -208,3 +209,38 @@ def test_the_report_joins_each_session_to_exactly_what_the_cluster_saw(
         damaged["problems"])
     assert "not JSON" in damaged["problems"][0]["message"]
     assert resource_rows(damaged["sessions"][0]) == resource_rows(mine)
+
+
+def test_a_revoked_credentials_refused_requests_show_as_refused(
+    cluster: Cluster, control_plane: ControlPlane, github_issuer: GitHubActionsIssuer,
+    start_test_exchanger: StartExchanger, kubectl_with_token: Callable[[str], Kubectl],
+) -> None:
+    pipeline, web = start_pipeline(cluster, control_plane, github_issuer, start_test_exchanger)
+    subject = github_issuer.mint(repository="octo-org/web", audience=AUDIENCE)
+    with pipeline.client() as client:
+        ci = client.exchange(subject)
+    deployer = kubectl_with_token(ci.token)
+    run_ok(deployer, "get", "pods", "-n", web)
+    with AccessClient(pipeline.target, token=lambda: subject,
+                      ca_file=pipeline.running.ca_file) as as_pipeline:
+        ended = as_pipeline.revoke_session(ci.session_id, reason="job cancelled")
+    assert not ended.active
+    # the API server refuses it within seconds (401: the audit log records no identity)
+    assert poll(lambda: deployer.run("get", "pods", "-n", web).returncode != 0, 20)
+    assert deployer.run("get", "configmaps", "-n", web).returncode != 0
+
+    def refusals() -> int:
+        return sum(e.get("responseStatus", {}).get("code") == 401
+                   and f"/namespaces/{web}/" in e.get("requestURI", "")
+                   for e in audit_events(control_plane.audit_log_path))
+
+    assert poll(lambda: refusals() >= 2, 15)
+    document = report("--kubegate-log", pipeline.config.audit_log,
+                      "--cluster-log", control_plane.audit_log_path)
+    (mine,) = [s for s in document["sessions"] if s["session_id"] == ci.session_id]
+    assert mine["end_reason"] == "session-revoked" and mine["ended_at"]
+    after = [r for r in mine["actions"] if r["attributed"]]
+    assert after and all((r["code"], r["refused"]) == (401, True) for r in after)
+    assert {(r["verb"], r["resource"]) for r in after} >= {("list", "configmaps")}
+    assert mine["counts"]["refused"] >= len(after)
+    assert document["counts"]["unauthenticated_refusals"] >= len(after)

@@ -167,7 +167,7 @@ def test_json_shows_who_the_run_and_the_rows() -> None:
     json.dumps(document)  # plain JSON values only
     assert document["version"] == 1 and document["filters"]["run"] == "42"
     assert document["counts"] == {"events": 2, "joined": 2, "sessions": 1, "findings": 0,
-                                  "problems": 0}
+                                  "problems": 0, "unauthenticated_refusals": 0}
     (session,) = document["sessions"]
     assert session["ci"] == {"run_id": "42", "sha": "abc123def4567890"}
     assert session["credential_id"] == "JTI=t-ci"
@@ -189,3 +189,58 @@ def test_summary_shows_sessions_their_notable_actions_findings_and_problems() ->
     assert "request r1: INC-42; approved by bob@example.com" in text
     assert "refused" in text and "delete pods web -> 403" in text
     assert "seen" in text and "audit.log:7: not JSON" in text
+
+
+# -- requests refused before authentication (401): no identity in the audit log --------------
+
+REVOKED = BrokeredSession(
+    session_id="s-rev", token_id="t-rev", mapping="ci-deploys-web", issuer="github",
+    subject="repo:acme/web:ref:refs/heads/main", issued_at=T0, expires_at=T0 + 900,
+    ended_at=T0 + 300, end_reason="revoked")
+
+
+def unauthenticated(audit_id: str, at: float, *, ips: tuple[str, ...] = ("10.0.0.7",),
+                    agent: str = "kubectl") -> ClusterEvent:
+    return ClusterEvent(time=T0 + at, audit_id=audit_id, stage="ResponseStarted", verb="list",
+                        username="", resource="pods", namespace="web", code=401,
+                        user_agent=agent, source_ips=ips, where=f"audit.log:{audit_id}")
+
+
+def used(audit_id: str, at: float, *, ips: tuple[str, ...] = ("10.0.0.7",),
+         agent: str = "kubectl", credential: str = "JTI=t-rev") -> ClusterEvent:
+    return ClusterEvent(time=T0 + at, audit_id=audit_id, stage="ResponseComplete", verb="list",
+                        username="system:serviceaccount:web:deployer", credential_id=credential,
+                        resource="pods", namespace="web", code=200, user_agent=agent,
+                        source_ips=ips, where=f"audit.log:{audit_id}")
+
+
+def test_a_401_after_the_end_from_the_sessions_client_is_its_refused_action() -> None:
+    report = build_report(SessionIndex([REVOKED]), [
+        used("u1", 60), unauthenticated("x1", 310)])
+    (entry,) = report.sessions
+    assert [(a.event.audit_id, a.event.refused, a.attributed) for a in entry.actions] == [
+        ("u1", False, False), ("x1", True, True)]
+    assert (entry.refused_count, report.events_joined, report.unauthenticated_refusals) == (
+        1, 1, 1)
+    assert "(after its end: same client)" in summary(report)
+    assert as_json(report)["sessions"][0]["actions"][1]["attributed"] is True
+
+
+def test_a_401_is_not_attributed_from_another_client_before_the_end_or_to_two_sessions() -> None:
+    other = BrokeredSession(
+        session_id="s-other", token_id="t-other", mapping="ci-deploys-web", issuer="github",
+        subject="repo:acme/web:ref:refs/heads/dev", issued_at=T0, expires_at=T0 + 900,
+        ended_at=T0 + 300, end_reason="revoked")
+    cases = {
+        "another address": [used("u1", 60), unauthenticated("x1", 310, ips=("10.0.0.8",))],
+        "another user agent": [used("u1", 60), unauthenticated("x1", 310, agent="curl")],
+        "before the end": [used("u1", 60), unauthenticated("x1", 200)],
+        "long after the end": [used("u1", 60), unauthenticated("x1", 300 + 3600 + 60)],
+        "two sessions from that client": [used("u1", 60), used("u2", 70, credential="JTI=t-other"),
+                                          unauthenticated("x1", 310)],
+    }
+    for name, events in cases.items():
+        report = build_report(SessionIndex([REVOKED, other]), events)
+        attributed = [a for entry in report.sessions for a in entry.actions if a.attributed]
+        assert attributed == [], name
+        assert report.unauthenticated_refusals == 1, name

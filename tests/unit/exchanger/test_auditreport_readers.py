@@ -292,3 +292,17 @@ def test_relative_and_absolute_times() -> None:
     assert parse_moment(None, 5.0) == 0.0
     with pytest.raises(ValueError, match="time zone"):
         parse_moment("2026-03-01T12:00:00", 0.0)
+
+
+def test_a_request_refused_before_authentication_is_kept_from_its_only_stage() -> None:
+    base = {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "auditID": "a", "verb": "list",
+            "user": {}, "requestURI": "/api/v1/namespaces/web/pods", "sourceIPs": ["10.0.0.7"],
+            "userAgent": "kubectl", "requestReceivedTimestamp": "2026-12-02T17:17:24.543193Z",
+            "objectRef": {"resource": "pods", "namespace": "web", "apiVersion": "v1"}}
+    refused = parse_event({**base, "stage": "ResponseStarted",
+                           "responseStatus": {"code": 401}}, "audit.log:1")
+    assert refused is not None
+    assert (refused.username, refused.code, refused.refused) == ("", 401, True)
+    # any other early stage is a duplicate of the request's last one: not kept
+    assert parse_event({**base, "stage": "ResponseStarted", "user": {"username": "bob"},
+                        "responseStatus": {"code": 200}}, "audit.log:2") is None
