@@ -26,7 +26,6 @@ Rules of this command:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -36,6 +35,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubegate.client.settings import SOURCE_FLAGS, TokenSourceConfig, read_exchange_settings
+from kubegate.commands.accessview import (
+    cut,
+    describe,
+    ends_in,
+    principal,
+    print_json,
+    show_sessions,
+    span,
+    table,
+    when,
+)
 from kubegate.commands.clientflags import add_caller_flags
 from kubegate.configread import FlagsOrEnv, env_name
 from kubegate.credential import rfc3339
@@ -43,7 +53,7 @@ from kubegate.errors import ExchangeError, SubjectTokenError, UsageError
 from kubegate.grammar import DURATION_EXAMPLES, parse_duration, parse_whole_seconds
 
 if TYPE_CHECKING:
-    from kubegate.client.access import AccessClient, AccessRequest, Principal
+    from kubegate.client.access import AccessClient, AccessRequest
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PROG = "kubegate access"
@@ -52,7 +62,6 @@ PERSON_FLAGS = ("issuer", "client-id")
 DEFAULT_WAIT = "10m"
 WATCH_ROUND_SECONDS = 30.0  # a --wait watch is reopened this often, after a fresh get
 MAX_DURATION_SECONDS = 315_576_000_000  # google.protobuf.Duration's range
-REASON_WIDTH = 40
 
 Action = Callable[["AccessClient", argparse.Namespace, "Caller"], int]
 
@@ -354,7 +363,6 @@ def _deny(client: AccessClient, args: argparse.Namespace, _: Caller) -> int:
 
 
 def _revoke(client: AccessClient, args: argparse.Namespace, _: Caller) -> int:
-    from kubegate.commands.sessions import show_sessions
 
     revoked = client.revoke(args.id, reason=args.reason)
     if args.output == "json":
@@ -384,12 +392,6 @@ def _watch(client: AccessClient, args: argparse.Namespace, _: Caller) -> int:
 
 
 # -- output -----------------------------------------------------------------------------------
-
-
-def print_json(value: object) -> None:
-    from kubegate.client.access import as_json
-
-    print(json.dumps(as_json(value)), flush=True)
 
 
 REQUEST_COLUMNS = ("ID", "STATE", "ROLE", "REQUESTER", "REASON", "APPROVALS", "ENDS IN", "AGE")
@@ -441,54 +443,3 @@ def describe_request(request: AccessRequest, *, now: float) -> str:
 # -- shared with `kubegate sessions` ---------------------------------------------------------
 
 
-def table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
-    lines = [columns, *rows]
-    return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True))
-                     .rstrip() for line in lines)
-
-
-def describe(rows: Sequence[tuple[str, str]]) -> str:
-    """`name:  value` lines; rows without a value are left out, rows without a name indent."""
-    width = max(len(name) for name, _ in rows) + 2
-    return "\n".join(f"{name + ':' if name else '':<{width}}{' ' if name else '  '}{value}"
-                     for name, value in rows if value)
-
-
-def principal(who: Principal | None) -> str:
-    if who is None or not who.subject:
-        return "-"
-    identity = f"{who.issuer}/{who.subject}"
-    return f"{who.who} ({identity})" if who.who else identity
-
-
-def cut(text: str, width: int = REASON_WIDTH) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[:width - 3] + "..."
-
-
-def span(seconds: float) -> str:
-    """A length of time in a table: 45s, 12m, 3h5m, 2d4h."""
-    whole = max(0, int(seconds))
-    if whole < 60:
-        return f"{whole}s"
-    if whole < 3600:
-        return f"{whole // 60}m"
-    days, rest = divmod(whole, 86400)
-    hours, minutes = rest // 3600, rest % 3600 // 60
-    if days:
-        return f"{days}d{hours}h" if hours else f"{days}d"
-    return f"{hours}h{minutes}m" if minutes else f"{hours}h"
-
-
-def ends_in(at: int, now: float) -> str:
-    if not at:
-        return "-"
-    return span(at - now) if at > now else "ended"
-
-
-def when(at: int, now: float) -> str:
-    if not at:
-        return ""
-    relative = f"in {span(at - now)}" if at > now else f"{span(now - at)} ago"
-    return f"{rfc3339(at)} ({relative})"

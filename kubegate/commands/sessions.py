@@ -18,30 +18,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from kubegate.commands.access import (
-    EXIT_OK,
-    Caller,
-    add_action,
-    call,
-    describe,
-    ends_in,
-    principal,
-    print_json,
-    span,
-    table,
-    when,
-)
-from kubegate.credential import rfc3339
+from kubegate.commands.access import EXIT_OK, Caller, add_action, call
+from kubegate.commands.accessview import describe_session, print_json, show_sessions
 
 if TYPE_CHECKING:
-    from kubegate.client.access import AccessClient, Session
+    from kubegate.client.access import AccessClient
 
 PROG = "kubegate sessions"
-SESSION_COLUMNS = ("ID", "ROLE", "CLUSTER", "NAMESPACE", "CALLER", "REQUEST", "STATE",
-                   "REVOCABLE", "ENDS IN", "AGE")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,37 +74,3 @@ def _revoke(client: AccessClient, args: argparse.Namespace, _: Caller) -> int:
     return EXIT_OK
 
 
-def show_sessions(args: argparse.Namespace, sessions: Sequence[Session]) -> None:
-    if args.output == "json":
-        for session in sessions:
-            print_json(session)
-        return
-    now = time.time()
-    print(table(SESSION_COLUMNS, [session_row(s, now=now) for s in sessions]), flush=True)
-
-
-def session_row(session: Session, *, now: float) -> tuple[str, ...]:
-    return (session.id, session.mapping, session.cluster, session.namespace or "-",
-            session.caller.name or "-", session.access_request or "-", state(session),
-            "yes" if session.revocable else "no",
-            ends_in(session.not_after, now) if session.active else "-",
-            span(now - session.issued_at) if session.issued_at else "-")
-
-
-def state(session: Session) -> str:
-    return "active" if session.active else (session.end_reason or "ended")
-
-
-def describe_session(session: Session, *, now: float) -> str:
-    return describe([
-        ("id", session.id), ("state", state(session)), ("role", session.mapping),
-        ("cluster", session.cluster), ("namespace", session.namespace),
-        ("caller", principal(session.caller)), ("caller pod", session.caller_pod),
-        ("access request", session.access_request),
-        ("ci", ", ".join(f"{k}={v}" for k, v in sorted(session.ci.items()))),
-        ("token id", session.token_id), ("revocable", "yes" if session.revocable else "no"),
-        ("issued", when(session.issued_at, now)), ("expires", when(session.expires_at, now)),
-        ("not after", when(session.not_after, now)),
-        ("ended", rfc3339(session.ended_at) if session.ended_at else ""),
-        ("ended by", principal(session.ended_by) if session.ended_by else ""),
-    ])
