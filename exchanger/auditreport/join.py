@@ -19,7 +19,9 @@ Rules of this module:
   once per session while its rows are kept;
 - a request refused before authentication (401) carries no identity in the audit log. When
   it comes after a session ended (revoked or run out, within `AFTER_END_SECONDS`) from the
-  same client address and user agent that session used, and from no other such session, it
+  same client address and user agent that session used, no other ended session used that
+  client, and no session live at that moment used it or has not been seen at all (its
+  revocation may be one the log does not show), it
   is shown among that session's refused actions, marked `attributed` (by address, not by
   credential id); otherwise it only counts in `unauthenticated_refusals`.
 """
@@ -199,7 +201,10 @@ def _attribute(action: JoinedAction, tallies: Iterable[_Tally]) -> JoinedAction:
     for tally in tallies:
         session = tally.session
         end = session.ended_at or session.expires_at
-        if end and end <= event.time <= end + AFTER_END_SECONDS and client in tally.clients:
+        live = session.issued_at <= event.time and (not end or event.time < end)
+        if live and (client in tally.clients or not tally.clients):
+            return action  # a live session from that client (or unseen) may be the one
+        if client in tally.clients and end and end <= event.time <= end + AFTER_END_SECONDS:
             candidates.append(session)
     if len(candidates) != 1:
         return action

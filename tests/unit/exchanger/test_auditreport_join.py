@@ -238,9 +238,23 @@ def test_a_401_is_not_attributed_from_another_client_before_the_end_or_to_two_se
         "long after the end": [used("u1", 60), unauthenticated("x1", 300 + 3600 + 60)],
         "two sessions from that client": [used("u1", 60), used("u2", 70, credential="JTI=t-other"),
                                           unauthenticated("x1", 310)],
+        "a live session from that client": [used("u1", 60), used("u3", 70, credential="JTI=t-live"),
+                                            unauthenticated("x1", 310)],
     }
+    live = BrokeredSession(
+        session_id="s-live", token_id="t-live", mapping="ci-deploys-web", issuer="github",
+        subject="repo:acme/web:ref:refs/heads/feature", issued_at=T0, expires_at=T0 + 900)
     for name, events in cases.items():
-        report = build_report(SessionIndex([REVOKED, other]), events)
+        report = build_report(SessionIndex([REVOKED, other, live]), events)
         attributed = [a for entry in report.sessions for a in entry.actions if a.attributed]
         assert attributed == [], name
         assert report.unauthenticated_refusals == 1, name
+
+
+def test_a_401_is_not_attributed_while_a_session_nobody_saw_used_is_live() -> None:
+    unseen = BrokeredSession(
+        session_id="s-unseen", token_id="t-unseen", mapping="ci-deploys-web", issuer="github",
+        subject="repo:acme/web:ref:refs/heads/main", issued_at=T0 + 305, expires_at=T0 + 1200)
+    report = build_report(SessionIndex([REVOKED, unseen]), [
+        used("u1", 60), unauthenticated("x1", 310)])
+    assert not [a for entry in report.sessions for a in entry.actions if a.attributed]
