@@ -176,8 +176,11 @@ def test_two_approvers_at_once_both_count(desk: Desk) -> None:
 
 
 def test_the_watch_stream_sees_created_and_approved(desk: Desk) -> None:
-    stream = desk.access.WatchAccessRequests(access_pb2.WatchAccessRequestsRequest(),
-                                             metadata=desk.as_("alice@example.com"))
+    made = desk.request("bob@example.com")
+    # from that request's version: what changes after it arrives however late the stream opens
+    stream = desk.access.WatchAccessRequests(
+        access_pb2.WatchAccessRequestsRequest(since=made.version),
+        metadata=desk.as_("alice@example.com"))
     seen: list[tuple[str, int]] = []
     done = threading.Event()
 
@@ -193,13 +196,13 @@ def test_the_watch_stream_sees_created_and_approved(desk: Desk) -> None:
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    made = desk.request("bob@example.com")
     desk.approve("alice@example.com", made.id)
+    desk.request("bob@example.com")
     assert done.wait(15), seen
     stream.cancel()
     reader.join(5)
-    assert seen == [("added", access_pb2.ACCESS_REQUEST_STATE_PENDING),
-                    ("modified", access_pb2.ACCESS_REQUEST_STATE_APPROVED)]
+    assert seen == [("modified", access_pb2.ACCESS_REQUEST_STATE_APPROVED),
+                    ("added", access_pb2.ACCESS_REQUEST_STATE_PENDING)]
 
 
 def test_revoking_a_request_ends_it_for_the_exchange(desk: Desk) -> None:
