@@ -26,14 +26,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from kubegate.client.cache import CacheEntry, CredentialCache, is_fresh
+from kubegate.client.cache import CacheEntry, CredentialCache, cache_folder, is_fresh
 from kubegate.client.settings import ExchangeSettings, TokenSourceConfig, token_source
 from kubegate.credential import Credential
 
-__all__ = ["cache_key", "exchange_with_cache", "subject_identity"]
+__all__ = ["cache_key", "exchange_with_cache", "obtain_credential", "subject_identity"]
 
 KEY_DOMAIN = "kubegate exchange credential cache v1"
 Exchange = Callable[[str | None], Credential]  # the subject token, or None: read it yourself
@@ -86,3 +86,24 @@ def exchange_with_cache(settings: ExchangeSettings, cache: CredentialCache, exch
 def _fresh(cache: CredentialCache, key: str, now: float) -> CacheEntry | None:
     entry = cache.load(key)
     return entry if entry is not None and is_fresh(entry, now) else None
+
+
+def obtain_credential(settings: ExchangeSettings, environ: Mapping[str, str], *,
+                      cached: bool, refresh: bool,
+                      warn: Callable[[str], None]) -> Credential:
+    """The credential of `settings`: through the user's credential cache when `cached` (the
+    exec plugin's paths; `refresh` exchanges anyway and stores the result), else one
+    exchange. A cache that cannot be used costs a `warn` line and an exchange, never the
+    call. grpc is imported only when an exchange is made."""
+    def exchange(token: str | None) -> Credential:
+        from kubegate.client.once import exchange_once
+
+        return exchange_once(settings, token=token)
+
+    if not cached:
+        return exchange(None)
+    cache = CredentialCache(cache_folder(environ))
+    if problem := cache.prepare():
+        warn(f"credential cache not used: {problem}")
+        return exchange(None)
+    return exchange_with_cache(settings, cache, exchange, refresh=refresh)

@@ -37,8 +37,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from kubegate import kubeconfig
-from kubegate.client.cache import CACHE_DIR_ENV, CredentialCache, cache_folder
-from kubegate.client.cached_exchange import exchange_with_cache
+from kubegate.client.cache import CACHE_DIR_ENV
+from kubegate.client.cached_exchange import obtain_credential
 from kubegate.client.settings import ExchangeSettings, read_exchange_settings
 from kubegate.commands.clientflags import add_exchange_flags
 from kubegate.configread import FlagsOrEnv
@@ -96,20 +96,13 @@ def load_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Excha
 def obtain(args: argparse.Namespace, settings: ExchangeSettings,
            environ: Mapping[str, str]) -> Credential:
     """The credential: through the cache for the exec plugin's paths, else one exchange."""
-    def exchange(token: str | None) -> Credential:
-        from kubegate.client.once import exchange_once  # grpc: only when an exchange is made
-
-        return exchange_once(settings, token=token)
-
     cached = args.output == "exec-credential" or args.exec_kubeconfig is not None
-    if args.no_cache or not cached:
-        return exchange(None)
-    cache = CredentialCache(cache_folder(environ))
-    if problem := cache.prepare():
-        print(f"{PROG}: warning: credential cache not used: {problem}", file=sys.stderr)
-        return exchange(None)
-    return exchange_with_cache(settings, cache, exchange,
-                               refresh=args.exec_kubeconfig is not None)
+    return obtain_credential(settings, environ, cached=cached and not args.no_cache,
+                             refresh=args.exec_kubeconfig is not None, warn=_warn)
+
+
+def _warn(message: str) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
 def fail(message: str, status: int) -> int:

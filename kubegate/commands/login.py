@@ -32,8 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from kubegate import kubeconfig
-from kubegate.client.cache import CredentialCache, cache_folder
-from kubegate.client.cached_exchange import exchange_with_cache
+from kubegate.client.cached_exchange import obtain_credential
 from kubegate.client.settings import ExchangeSettings, TokenSourceConfig, read_exchange_settings
 from kubegate.commands.clientflags import add_exchange_flags
 from kubegate.configread import FlagsOrEnv
@@ -138,19 +137,12 @@ def _exchange_settings(args: argparse.Namespace, login: LoginSettings,
 
 def _obtain(args: argparse.Namespace, settings: ExchangeSettings,
             environ: Mapping[str, str]) -> Credential:
-    def exchange(token: str | None) -> Credential:
-        from kubegate.client.once import exchange_once  # grpc: only when an exchange is made
+    return obtain_credential(settings, environ, cached=args.output != "json",
+                             refresh=args.exec_kubeconfig is not None, warn=_warn)
 
-        return exchange_once(settings, token=token)
 
-    if args.output == "json":
-        return exchange(None)
-    cache = CredentialCache(cache_folder(environ))
-    if problem := cache.prepare():
-        print(f"{PROG}: warning: credential cache not used: {problem}", file=sys.stderr)
-        return exchange(None)
-    return exchange_with_cache(settings, cache, exchange,
-                               refresh=args.exec_kubeconfig is not None)
+def _warn(message: str) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
 def plugin_command(login: LoginSettings, settings: ExchangeSettings) -> list[str]:
