@@ -27,7 +27,7 @@ from kubegate.http.engine import (
     Upstream,
 )
 from kubegate.http.errors import BadRequestError, UpstreamProtocolError
-from kubegate.http.headers import rewrite_response_headers, rewrite_switch_headers
+from kubegate.http.headers import Headers, rewrite_response_headers, rewrite_switch_headers
 
 
 class Relay:
@@ -40,6 +40,9 @@ class Relay:
         self.tunnel = self.request_done = self.response_done = False
         self.client_ended = self.upstream_ended = False
         self.bytes_to_client = 0
+        # the tunnel's first bytes, which came with the heads: (from the client, upstream)
+        self.tunnel_start: tuple[bytes, bytes] = (b"", b"")
+        self.tunnel_headers: Headers = ()  # of the 101 as the client received it
         self._tunnelled_from_client = 0
         self._pull_client()  # body bytes that came with the head
         if client.expects_continue:
@@ -134,9 +137,12 @@ class Relay:
         if not self.request_done:
             raise UpstreamProtocolError("101 before the request ended")
         self.status, self.tunnel = 101, True
+        self.tunnel_headers = rewrite_switch_headers(head.headers)
         self.to_client += self._client.send_interim(ResponseHead(
-            status=101, reason=head.reason, headers=rewrite_switch_headers(head.headers)))
-        self.to_client += self._upstream.leftover()
+            status=101, reason=head.reason, headers=self.tunnel_headers))
+        late = self._upstream.leftover()
+        self.to_client += late
         early = self._client.leftover()
         self.to_upstream += early
+        self.tunnel_start = (early, late)
         self._tunnelled_from_client += len(early)

@@ -34,10 +34,10 @@ from kubegate.http import Closed, Downstream, Relay, RequestHead, Upstream, answ
 from kubegate.http.errors import HeadTimeoutError, HttpError
 from kubegate.http.headers import rewrite_request_headers
 from kubegate.http.hosts import HostPolicy, check_caller
+from kubegate.relayio.pump import CHUNK, IO_TIMEOUT, Pump
+from kubegate.relayio.upstream import TLSConnector, parse_server
 from sidecar.proxy.errors import NoCredentialError
-from sidecar.proxy.pump import CHUNK, IO_TIMEOUT, Pump
 from sidecar.proxy.record import CLIENT_CLOSED, ProxiedRequest
-from sidecar.proxy.upstream import TLSConnector, parse_server
 
 log = logging.getLogger(__name__)
 

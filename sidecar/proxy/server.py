@@ -34,6 +34,7 @@ from kubegate.addresses import Address, UnixSocket
 from kubegate.http import http_status
 from kubegate.http.errors import TooManyConnectionsError
 from kubegate.http.hosts import HostPolicy
+from kubegate.relayio.upstream import TLSConnector
 from sidecar.proxy.forward import (
     CLIENT_HEAD_TIMEOUT,
     CredentialSource,
@@ -42,7 +43,6 @@ from sidecar.proxy.forward import (
 )
 from sidecar.proxy.listener import bind, describe, parse_listen
 from sidecar.proxy.record import ProxiedRequest, ProxyMetrics, session_record
-from sidecar.proxy.upstream import TLSConnector
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ import pytest
 
 from kubegate.credential import Credential
 from kubegate.http.hosts import HostPolicy
+from kubegate.relayio.upstream import TLSConnector
 from sidecar.proxy.forward import ForwardedRequest
 from sidecar.proxy.record import ProxiedRequest
-from sidecar.proxy.upstream import TLSConnector
 from tests.support.smuggling import SMUGGLING
 
 START = b"POST /api/v1/namespaces/ci/pods HTTP/1.1\r\nHost: 127.0.0.1:8001\r\n"

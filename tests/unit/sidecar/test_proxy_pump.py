@@ -18,7 +18,7 @@ import pytest
 
 from kubegate.http import Downstream, Relay, RequestHead, Upstream
 from kubegate.http.headers import rewrite_request_headers
-from sidecar.proxy.pump import Pump
+from kubegate.relayio.pump import Pump
 from tests.support.pki import TestCA
 
 MIB = 1 << 20

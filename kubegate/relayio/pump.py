@@ -14,6 +14,12 @@ Rules of this module:
   request and `IO_TIMEOUT` for each step of a body; after it, a quiet connection (a watch, a
   shell) waits as long as it lasts. An upstream failure before the answer is a 502/504; after
   it, or on the client's side, it is an ordinary end of connection (`OSError`).
+- An observer, when given, is told when a tunnel opens (the read that held the 101) and then
+  sees every tunnelled byte (never an HTTP head), each read once, as read (no copy), in the
+  order read. It is called on the pump's thread and must be quick; without one nothing is
+  done per read.
+- The client's socket may be TLS (the gateway's): its wants and buffered records are handled
+  like the upstream's.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import selectors
 import socket
 import ssl
 import time
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 from kubegate.http import Relay
 from kubegate.http.errors import UpstreamTimeoutError, UpstreamUnreachableError
@@ -35,9 +41,20 @@ UPSTREAM_HEAD_TIMEOUT = 120.0  # the apiserver's answer to a slow request (a big
 HALF_CLOSE_GRACE = 5.0
 
 
+
+class TunnelObserver(Protocol):
+    def opened(self, response_headers: tuple[tuple[str, str], ...]) -> None:
+        """The 101 went to the client with these headers; bytes follow."""
+
+    def moved(self, from_client: bool, data: bytes) -> None:
+        """data crossed the tunnel (from the client when from_client, else to it)."""
+
+
 class Pump:
-    def __init__(self, client: socket.socket, upstream: ssl.SSLSocket, relay: Relay) -> None:
+    def __init__(self, client: socket.socket, upstream: ssl.SSLSocket, relay: Relay, *,
+                 observer: TunnelObserver | None = None) -> None:
         self._client, self._upstream, self._relay = client, upstream, relay
+        self._observer = observer
         self._grace_until: float | None = None
         self._ssl_wants = 0  # extra selector events the TLS layer asked for
 
@@ -67,6 +84,9 @@ class Pump:
         _modify(selector, self._upstream, upstream_events)
         if relay.wants_upstream_read and self._upstream.pending():
             return True
+        if relay.wants_client_read and isinstance(self._client, ssl.SSLSocket) \
+                and self._client.pending():
+            return True
         return bool(selector.select(self._timeout())) or self._grace_until is not None
 
     def _timeout(self) -> float | None:
@@ -86,7 +106,10 @@ class Pump:
         relay = self._relay
         self._ssl_wants = 0
         if relay.wants_upstream_read and (data := self._read_upstream()) is not None:
+            tunnel = relay.tunnel
             relay.from_upstream(data)
+            if self._observer is not None:
+                self._observe_upstream(self._observer, tunnel, data)
         if relay.to_client:
             relay.wrote_client(_send(self._client, relay.to_client))
         if relay.wants_client_read:
@@ -107,11 +130,26 @@ class Pump:
                 return b""  # an alert for our bare FIN (OpenSSL peers send one): their end
             self._upstream_failed(error)
 
+    def _observe_upstream(self, observer: TunnelObserver, tunnel_before: bool,
+                          data: bytes) -> None:
+        if tunnel_before:
+            if data:
+                observer.moved(False, data)
+        elif self._relay.tunnel:  # this read held the 101: what came with either head
+            observer.opened(self._relay.tunnel_headers)
+            early_client, early_upstream = self._relay.tunnel_start
+            if early_client:
+                observer.moved(True, early_client)
+            if early_upstream:
+                observer.moved(False, early_upstream)
+
     def _read_client(self) -> None:
         try:
             data = self._client.recv(CHUNK)
-        except BlockingIOError:
-            return
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return  # nothing yet, or only a TLS record of no data (a TLS client's)
+        if data and self._observer is not None and self._relay.tunnel:
+            self._observer.moved(True, data)
         self._relay.from_client(data)
         if not data and self._relay.tunnel:
             self._half_close_upstream()
@@ -147,7 +185,7 @@ class Pump:
 def _send(sock: socket.socket, data: bytearray) -> int:
     try:
         return sock.send(data)
-    except BlockingIOError:
+    except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
         return 0
 
 

@@ -7,6 +7,8 @@ Rules of this module:
 - Building a context parses and loads a CA bundle; that happens once per distinct bundle, not
   per request. TLS sessions are resumed per (bundle, host, port), which saves the certificate
   exchange and signature check of a full handshake on every request after the first.
+- A connector may present one client certificate (the gateway's own, when its cluster entry
+  authenticates with one); the sidecar's presents none.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from kubegate.http.errors import UpstreamTLSError, UpstreamUnreachableError
@@ -50,7 +53,8 @@ def parse_server(server: str) -> Upstream:
 class TLSConnector:
     """Opens verified TLS connections, with one context per CA bundle and resumed sessions."""
 
-    def __init__(self) -> None:
+    def __init__(self, client_cert: tuple[Path, Path] | None = None) -> None:
+        self._client_cert = client_cert  # (certificate file, key file)
         self._lock = threading.Lock()
         self._contexts: dict[bytes, ssl.SSLContext] = {}
         self._sessions: dict[tuple[bytes, str, int], ssl.SSLSession] = {}
@@ -59,6 +63,8 @@ class TLSConnector:
         context = self._contexts.get(ca_pem)
         if context is None:
             context = _client_context(ca_pem)
+            if self._client_cert is not None:
+                context.load_cert_chain(*self._client_cert)
             with self._lock:
                 if len(self._contexts) >= _MAX_CONTEXTS:
                     self._contexts.pop(next(iter(self._contexts)))
