@@ -24,12 +24,11 @@ from exchanger.access.model import Requester, Session
 from exchanger.access.sqlite_store import SqliteStores
 from kubegate.client.rpc import ExchangeClient
 from kubegate_bench import exchangers
+from kubegate_bench.cluster import Kubectl
 from kubegate_bench.common import Context, Outcome, Row, median, percentile, thin
+from kubegate_bench.controlplane import audit_events, cluster_entry
 from kubegate_bench.kube_env import GRANT, KubeEnv
 from kubegate_bench.tokens import github_mapping
-from tests.support.controlplane import audit_events
-from tests.support.fixtures_exchanger import cluster_entry
-from tests.support.kube import Kubectl
 
 TITLE = "session index: API writes and latency per exchange (real apiserver)"
 ROOT = Path(__file__).resolve().parents[2]

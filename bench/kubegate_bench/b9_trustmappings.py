@@ -27,12 +27,12 @@ from exchanger.server import SERVICE_NAME
 from kubegate.client.rpc import ExchangeClient
 from kubegate.errors import ExchangeError
 from kubegate_bench import exchangers
+from kubegate_bench.cluster import Kubectl
 from kubegate_bench.common import Context, Outcome, Row, percentile, thin
+from kubegate_bench.controlplane import audit_events
 from kubegate_bench.kube_env import KubeEnv
 from kubegate_bench.procs import RssSampler, free_port
 from kubegate_bench.tokens import BenchIssuer
-from tests.support.controlplane import audit_events
-from tests.support.kube import Kubectl
 
 TITLE = "TrustMappings at scale: status writes, deletion latency, readiness (real apiserver)"
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,10 +18,14 @@ import kubernetes.client as k8s
 from exchanger.kube.client import ClusterCredentials, KubernetesClient
 from exchanger.kube.port import ObjectRef
 from kubegate_bench import exchangers
+from kubegate_bench.cluster import Cluster, admin_api_client
+from kubegate_bench.controlplane import (
+    HOW_TO_GET_BINARIES,
+    ControlPlane,
+    cluster_entry,
+    find_binaries,
+)
 from kubegate_bench.tokens import AUDIENCE, BenchIssuer, github_mapping
-from tests.support.controlplane import HOW_TO_GET_BINARIES, ControlPlane, find_binaries
-from tests.support.fixtures_exchanger import cluster_entry
-from tests.support.kube import Cluster, admin_api_client
 
 POD_READER = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
 GRANT = "{cluster: test, namespace: %s, serviceAccount: deployer, maxLifetime: 15m}"

@@ -1,6 +1,6 @@
 """Child processes of a benchmark run, and what /proc says about them (RSS, CPU time).
 
-Children are started with `tests.support.controlplane.start_process`: their own process group
+Children are started with `kubegate_bench.controlplane.start_process`: their own process group
 and a parent-death signal, so an interrupted run leaves nothing behind.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.controlplane import Process, free_port, start_process
+from kubegate_bench.controlplane import Process, free_port, start_process
 
 PYTHON = sys.executable
 KUBEGATE = [PYTHON, "-m", "kubegate"]  # the CLI of this checkout
@@ -79,7 +79,8 @@ def start_exchanger_process(name: str, config_file: Path, workdir: Path,
                             argv: Sequence[str] | None = None) -> tuple[Process, int]:
     """`python -m kubegate serve --config FILE` (or argv); returns it and its gRPC port."""
     command = list(argv) if argv is not None else [*KUBEGATE, "serve", "--config",
-                                                   str(config_file), "--log-level", "WARNING"]
+                                                   str(config_file), "--log-level", "WARNING",
+                                                   "--workers", "1"]  # one process measured
     process = start_process(name, command, workdir)
     try:
         port = int(wait_for_line(process, _GRPC_LINE).group(1))

@@ -161,7 +161,7 @@ def test_stop_leaves_no_process_behind(tmp_path: Path, control_plane: ControlPla
 _ORPHAN_SCRIPT = """
 import sys, time
 from pathlib import Path
-from tests.support.controlplane import ControlPlane
+from kubegate_bench.controlplane import ControlPlane
 plane = ControlPlane(Path(sys.argv[1]), Path(sys.argv[2]))
 plane._start_etcd()
 print(plane.pids()[0], flush=True)
@@ -173,9 +173,11 @@ def test_children_die_when_the_test_run_is_killed(
     tmp_path: Path, control_plane: ControlPlane,
 ) -> None:
     bin_dir = control_plane.bin_dir
+    repo = Path(__file__).resolve().parents[2]
     runner = subprocess.Popen(  # noqa: S603
         [sys.executable, "-c", _ORPHAN_SCRIPT, str(bin_dir), str(tmp_path)],
-        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE, text=True, cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo / "bench")},
     )
     try:
         assert runner.stdout is not None

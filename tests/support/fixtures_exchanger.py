@@ -15,6 +15,7 @@ from exchanger.config import Config, build_config
 from exchanger.server import RunningExchanger, start_exchanger
 from kubegate.client.rpc import ExchangeClient
 from tests.support.controlplane import ControlPlane, free_port
+from tests.support.controlplane import cluster_entry as cluster_entry  # its old home
 
 
 @dataclass
@@ -39,13 +40,6 @@ class TestExchanger:
 
     def decisions(self) -> list[dict[str, Any]]:
         return [line for line in self.audit_lines() if "decision" in line]
-
-
-def cluster_entry(plane: ControlPlane, name: str = "test") -> dict[str, Any]:
-    """A tokenRequest cluster entry for the test control plane, with admin credentials."""
-    return {"name": name, "server": plane.url, "caFile": str(plane.ca_path),
-            "credentials": {"clientCertFile": str(plane.admin_cert_path),
-                            "clientKeyFile": str(plane.admin_key_path)}}
 
 
 def write_mappings(folder: Path, text: str) -> None:

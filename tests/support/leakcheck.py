@@ -283,8 +283,9 @@ class LeakCheck:
     def _record_key_files(self, basetemp: Path) -> None:
         for path in [*basetemp.rglob("*.key"), *basetemp.rglob("*.pem")]:
             try:
-                if path.is_file() and path.stat().st_size < 100_000:
-                    text = path.read_text(errors="replace")
+                if not path.is_file() or path.stat().st_size >= 100_000:
+                    continue  # a key file is small; a CA bundle of a virtualenv is not one
+                text = path.read_text(errors="replace")
             except OSError:
                 continue
             if "PRIVATE KEY" in text:

@@ -77,7 +77,7 @@ def test_a_session_that_leaks_a_secret_exits_non_zero_naming_the_artefact_only(
         def test_prints_nothing_secret():
             print("all good")
     """))
-    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    environment = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'bench'}"}
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
          "-p", "tests.support.leakcheck", f"--basetemp={tmp_path / 'inner'}",
