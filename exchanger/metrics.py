@@ -1,6 +1,13 @@
 """Prometheus metrics of one exchanger process, on a registry of its own (so several
 exchangers in one test process never collide).
 
+Workers (`kubegate serve --workers N`, `exchanger.prefork`): each worker process writes its
+values to the parent's PROMETHEUS_MULTIPROC_DIR (prometheus_client multiprocess mode) and
+the parent serves one /metrics: counters and histograms are summed over every worker that
+ever ran (a restarted worker's counts stay), each gauge says how its workers' values combine
+(`multiprocess_mode`, "live": workers that run): the chain head per worker (`pid` label),
+readiness-like gauges their minimum, the others their maximum. A single process ignores it.
+
 Per-issuer key health: `kubegate_issuer_keys_ready{issuer}` is 1 while the issuer has keys to
 verify with (after a failed refresh the last good keys still serve), 0 before its first
 successful fetch and when it has none; `kubegate_issuer_keys_last_success_timestamp_seconds`
@@ -53,25 +60,26 @@ class ExchangerMetrics:
             ["result"], registry=self.registry)
         self.mappings_loaded = Gauge(
             "kubegate_mappings_loaded", "Trust mappings in the active set.",
-            registry=self.registry)
+            multiprocess_mode="livemax", registry=self.registry)
         self.mapping_source_phase = Gauge(
             "kubegate_mapping_source_phase",
             "1 for the TrustMapping source's current phase (listing, watching, failing).",
-            ["phase"], registry=self.registry)
+            ["phase"], multiprocess_mode="livemax", registry=self.registry)
         self.issuer_keys_ready = Gauge(
             "kubegate_issuer_keys_ready", "1 while an issuer has keys to verify tokens with.",
-            ["issuer"], registry=self.registry)
+            ["issuer"], multiprocess_mode="livemin", registry=self.registry)
         self.issuer_keys_last_success = Gauge(
             "kubegate_issuer_keys_last_success_timestamp_seconds",
             "When an issuer's keys were last fetched successfully (0: never).",
-            ["issuer"], registry=self.registry)
+            ["issuer"], multiprocess_mode="livemin", registry=self.registry)
         self.audit_seq = Gauge(
             "kubegate_audit_chain_seq", "Sequence number of the last audit line written "
-            "(anchor it elsewhere to detect deleted trailing lines).", registry=self.registry)
+            "(anchor it elsewhere to detect deleted trailing lines).",
+            multiprocess_mode="liveall", registry=self.registry)
         self.audit_writable = Gauge(
             "kubegate_audit_writable", "1 while the audit log takes lines; 0 from a line that "
             "could not be written until one is again (the exchange service is NOT_SERVING).",
-            registry=self.registry)
+            multiprocess_mode="livemin", registry=self.registry)
         self.audit_unrecorded_denials = Counter(
             "kubegate_audit_unrecorded_denials_total", "Denials whose audit line could not be "
             "written (each outage's count is recorded in a note once the log takes lines).",
@@ -81,7 +89,8 @@ class ExchangerMetrics:
             "result (ok/error).", ["result"], registry=self.registry)
         self.audit_checkpoint_seq = Gauge(
             "kubegate_audit_checkpoint_seq", "Sequence number of the last audit chain head "
-            "published as a signed checkpoint.", registry=self.registry)
+            "published as a signed checkpoint.", multiprocess_mode="livemax",
+            registry=self.registry)
 
         self.sessions_issued = Counter(
             "kubegate_sessions_issued_total", "TokenRequest sessions issued, by cluster and "
@@ -100,11 +109,11 @@ class ExchangerMetrics:
         self.reaper_last_success = Gauge(
             "kubegate_session_reaper_last_success_timestamp_seconds", "When the session "
             "reaper last finished a run without error (0: never).", ["cluster"],
-            registry=self.registry)
+            multiprocess_mode="livemax", registry=self.registry)
 
         self.access_requests = Gauge(
             "kubegate_access_requests", "Access requests in the store, by state.", ["state"],
-            registry=self.registry)
+            multiprocess_mode="livemax", registry=self.registry)
         self.access_events = Counter(
             "kubegate_access_events_total", "Access request lifecycle events, by event.",
             ["event"], registry=self.registry)

@@ -22,6 +22,11 @@ whole replica NOT_SERVING: it is the issuer's outage, every replica would fail t
 and taking them all out of the Service would turn the other issuers' working exchanges, and
 the caller's named KEYS_UNAVAILABLE answer, into connection failures. An audit outage is the
 replica's own (its disk): another replica may well be writable.
+
+Workers (`role`, `kubegate serve --workers N`, see `exchanger.prefork`): the gRPC server and
+the token endpoint share their ports with the other workers (SO_REUSEPORT), and the parts
+that must run once per replica (session reaper, request expirer, CI job webhooks, self-issued
+discovery) run in worker 0 only; `prepare_shared_files` is what the parent creates first.
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ from exchanger.metrics import ExchangerMetrics
 from exchanger.oauth.endpoint import TokenEndpoint
 from exchanger.oauth.gate import TokenTypeGate
 from exchanger.oauth.server import TokenServer, tls_context
+from exchanger.prefork.role import WorkerRole
 from exchanger.ratelimit import IdentityRateLimiter
 from exchanger.readiness import Readiness
 from exchanger.service import ExchangeServicer, add_exchange_service
@@ -120,6 +126,7 @@ class RunningExchanger:
     checkpoint_verifier_key: str = ""  # audit.checkpoints: the key that verifies them
     readiness: Readiness | None = None  # the exchange service's conditions, once started
     audit: GuardedAudit | None = None
+    role: WorkerRole | None = None  # one worker of several (`exchanger.prefork`), or None
     _stoppables: list[Stoppable] = field(default_factory=list)
     _closers: list[Callable[[], Any]] = field(default_factory=list)
 
@@ -193,6 +200,22 @@ def _ensure_tls(files: TLSFiles, host: str) -> None:
                          (host, "localhost", "127.0.0.1"))
 
 
+def prepare_shared_files(config: Config) -> None:
+    """Create once what every worker of `serve --workers N` reads and none may create on its
+    own (N would race): the state folders, the generated TLS files of the gRPC listener and
+    of self-issued discovery, and the self-issued signing key."""
+    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    config.mappings.mkdir(parents=True, exist_ok=True)
+    if config.tls is not None:
+        address = parse_address(config.listen)
+        _ensure_tls(config.tls, address.bind_host if isinstance(address, HostPort)
+                    else "127.0.0.1")
+    if config.self_issued is not None and any(c.backend == "selfIssued"
+                                              for c in config.clusters):
+        _ensure_tls(config.self_issued.tls, _host_port(config.self_issued.listen)[0])
+        load_or_create_signing_key(config.state_dir / "signing-key.pem")
+
+
 def _host_port(listen: str) -> tuple[str, int]:
     address = parse_host_port(listen)  # the config loader checked it
     return address.bind_host, address.port
@@ -228,8 +251,13 @@ def _build_backends(config: Config, clients: dict[str, KubernetesClient],
     return backends
 
 
-def start_exchanger(config: Config, clock: Callable[[], float] = time.time) -> RunningExchanger:
-    """Start everything config describes; raises ConfigError for bad mappings at start."""
+def start_exchanger(config: Config, clock: Callable[[], float] = time.time, *,
+                    role: WorkerRole | None = None) -> RunningExchanger:
+    """Start everything config describes; raises ConfigError for bad mappings at start.
+
+    `role`: one worker of `kubegate serve --workers N` (`exchanger.prefork`), given the
+    config `prefork.role.worker_config` made: its listeners share their ports with the
+    other workers (SO_REUSEPORT), and only worker 0 runs the once-per-replica parts."""
     metrics = ExchangerMetrics()
     config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     config.mappings.mkdir(parents=True, exist_ok=True)
@@ -238,10 +266,10 @@ def start_exchanger(config: Config, clock: Callable[[], float] = time.time) -> R
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="exchange"),
         options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
-                 ("grpc.so_reuseport", 0)],
+                 ("grpc.so_reuseport", 0 if role is None else 1)],
     )
     run = RunningExchanger(config=config, port=0, metrics=metrics, grpc_server=server,
-                           health=health_servicer, ca_file=None)
+                           health=health_servicer, ca_file=None, role=role)
     run._closers.extend(client.close for client in clients.values())
     try:
         _start_parts(config, clients, clock, run)
@@ -277,7 +305,9 @@ def _start_parts(config: Config, clients: dict[str, KubernetesClient],
     if config.checkpoints is not None:
         _start_checkpoints(config.checkpoints, audit_log, clients, run)
     backends = _build_backends(config, clients, clock, run)
-    access = build_access(config, clients, store, verifier, audit, metrics, clock)
+    singletons = run.role is None or run.role.singletons
+    access = build_access(config, clients, store, verifier, audit, metrics, clock,
+                          singletons=singletons)
     run._stoppables.extend(access.stoppables)
     run.ci_webhook_port = access.ci_webhook_port
     exchanger = Exchanger(verifier=verifier, mappings=store, backends=backends, audit=audit,
@@ -285,10 +315,11 @@ def _start_parts(config: Config, clients: dict[str, KubernetesClient],
                           limiter=IdentityRateLimiter(config.rate_limit, clock),
                           gate=access.gate, sessions=access.sessions)
     for part in _background_parts(config, clients, store, keys, watcher, clock, metrics,
-                                  access.revoker):
+                                  access.revoker if singletons else None):
         part.start()
         run._stoppables.append(part)
-    _start_discovery(config, run)
+    if singletons:
+        _start_discovery(config, run)
     sources.gate_readiness(readiness.condition("mappings"), SERVICE_NAME,
                            health_pb2.HealthCheckResponse.SERVING,
                            health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -445,7 +476,8 @@ def _start_token_endpoint(config: Config, exchanger: Exchanger, clock: Callable[
     host, port = _host_port(config.http_listen)
     context = (tls_context(config.tls.cert_file, config.tls.key_file,
                            config.tls.client_ca_file) if config.tls is not None else None)
-    server = TokenServer(host=host, port=port, context=context)  # bound: its port is known
+    server = TokenServer(host=host, port=port, context=context,  # bound: its port is known
+                         reuse_port=run.role is not None)
     run._stoppables.append(server)
     run.http_port = server.port
     listen = HostPort(host=parse_host_port(config.http_listen).host, port=server.port)

@@ -51,8 +51,11 @@ class AccessParts:
 
 def build_access(config: Config, clients: Mapping[str, KubernetesClient],
                  mappings: Mappings, verifier: Verifier, audit: AuditSink,
-                 metrics: ExchangerMetrics, clock: Callable[[], float]) -> AccessParts:
-    """Build and start the parts; on failure, stop what was started and raise."""
+                 metrics: ExchangerMetrics, clock: Callable[[], float], *,
+                 singletons: bool = True) -> AccessParts:
+    """Build and start the parts; on failure, stop what was started and raise. Without
+    `singletons` (a worker other than 0 of `serve --workers N`) the expirer and the CI
+    job webhooks, which must run once per replica, are not started."""
     requests, sessions = open_stores(config.access, lambda name: clients[name].api_client)
     revoker = Revoker(sessions, clients, clock, observer=metrics)
     webhook_metrics = WebhookMetrics(metrics.registry)
@@ -70,9 +73,10 @@ def build_access(config: Config, clients: Mapping[str, KubernetesClient],
             auth))
     try:
         _start(parts, notifier.start, notifier)
-        _start(parts, None, expirer_worker(Expirer(requests, mappings, events, clock,
-                                                   gauge=metrics)))
-        if config.access.ci_webhooks is not None:
+        if singletons:
+            _start(parts, None, expirer_worker(Expirer(requests, mappings, events, clock,
+                                                       gauge=metrics)))
+        if singletons and config.access.ci_webhooks is not None:
             server = CiWebhookServer(config.access.ci_webhooks, tls=config.tls,
                                      plaintext=config.plaintext, revoker=revoker,
                                      metrics=webhook_metrics)

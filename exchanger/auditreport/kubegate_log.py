@@ -1,5 +1,6 @@
 """The sessions kubegate brokered, read from its audit logs (one file or more per replica,
-rotated and gzipped too).
+rotated and gzipped too, and each worker's file beside a named log: `audit.w<I>.log` of
+`serve --workers N`, `exchanger.audit.workerfiles`).
 
 Rules of this module:
 - every `decision: allow` line is one `BrokeredSession`: the issued credential (`token_id`,
@@ -24,6 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from exchanger.audit.workerfiles import with_worker_logs
 from exchanger.auditreport.cluster_log import EventFormatError, iter_lines, parse_time
 from exchanger.auditreport.model import BrokeredSession, Problem
 from kubegate.errors import MessageError
@@ -160,7 +162,7 @@ def _take(line: object, where: str, reading: _Reading) -> None:
         reading.sessions.setdefault(session.session_id, session)
     elif decision == "access":
         _take_access(line, reading)
-    elif decision not in ("deny", "note"):
+    elif decision not in ("deny", "note", "gateway"):  # gateway: one relayed request
         raise _LineError(f"decision {str(decision)[:20]!r} is none of kubegate's")
 
 
@@ -177,7 +179,7 @@ def read_sessions(paths: Sequence[Path], problems: list[Problem]) -> SessionInde
     """The sessions of kubegate audit logs (several replicas' files, gzip or plain, in any
     order); every unreadable line adds a `Problem` and reading goes on."""
     reading = _Reading(sessions={}, reasons={}, ended={})
-    for where, raw in iter_lines(paths, problems):
+    for where, raw in iter_lines(with_worker_logs(paths), problems):
         if not raw.strip():
             continue
         try:

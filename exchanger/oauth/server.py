@@ -53,14 +53,17 @@ class TokenServer:
 
     def __init__(self, *, host: str, port: int, context: ssl.SSLContext | None,
                  max_body: int = MAX_BODY,
-                 http_error: Callable[[HttpError], Answer] | None = None) -> None:
+                 http_error: Callable[[HttpError], Answer] | None = None,
+                 reuse_port: bool = False) -> None:
         """max_body bounds a request's body; http_error answers what HTTP itself refused
-        (default: the token endpoint's OAuth error JSON)."""
+        (default: the token endpoint's OAuth error JSON); reuse_port shares the port with
+        the other workers of `serve --workers N` (SO_REUSEPORT)."""
         self._context = context
         self._endpoint: Handler | None = None
         self._max_body = max_body
         self._http_error = http_error or _oauth_http_error
-        self._listener = socket.create_server((host, port), reuse_port=False, backlog=128)
+        self._listener = socket.create_server((host, port), reuse_port=reuse_port,
+                                              backlog=128)
         self._listener.settimeout(0.2)
         self._connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._exchanges = threading.BoundedSemaphore(MAX_EXCHANGES)

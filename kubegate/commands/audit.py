@@ -1,7 +1,8 @@
 """`kubegate audit verify FILE...` and `kubegate audit key`: check audit logs, against their
 published checkpoints too, and print the key that verifies those checkpoints.
 
-`verify` prints `FILE: ok, N lines` or `FILE: line K: problem` for each file, and after it
+`verify` prints `FILE: ok, N lines` or `FILE: line K: problem` for each file (and for each
+worker's file beside it, `audit.w<I>.log`, written by `serve --workers N`), and after it
 what each note line (a fact about the log, not a decision) records: an outage with its count
 of denials refused unrecorded, or a torn last line moved aside at start, whose kept file is
 checked beside the log (missing is said; bytes that no longer match the recorded sha256 fail
@@ -36,6 +37,7 @@ from typing import Any
 
 from exchanger.audit.chain import ChainReport, verify_chain
 from exchanger.audit.record import TORN_TAIL_RECOVERED, explain_note
+from exchanger.audit.workerfiles import with_worker_logs
 from kubegate.commands.auditexits import EXIT_OK, EXIT_TAMPERED, EXIT_UNREADABLE
 from kubegate.errors import KubegateError, UsageError
 
@@ -189,7 +191,22 @@ def _run_verify(args: argparse.Namespace) -> int:
         return verify_against_checkpoints(args)
     if args.key or args.origin:
         return _usage("verify", "--key and --origin go with --checkpoints or --from-configmap")
-    return max(_check(path) for path in args.files)
+    return max(_check(path) for path in _with_worker_files(args.files))
+
+
+def _with_worker_files(files: list[str]) -> list[str]:
+    """Each file as given, and the per-worker files of `serve --workers N` beside it
+    (`audit.w0.log` ... for `audit.log`; one that exists only as worker files is replaced
+    by them)."""
+    given = {Path(name) for name in files}
+    expanded: list[str] = []
+    for name in files:
+        for path in with_worker_logs([Path(name)]):
+            if path == Path(name):
+                expanded.append(name)
+            elif path not in given and str(path) not in expanded:  # `state/*.log` names them
+                expanded.append(str(path))
+    return expanded
 
 
 def _run_key(args: argparse.Namespace) -> int:
