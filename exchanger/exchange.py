@@ -235,10 +235,10 @@ class Exchanger:
             grant = mapping.grant.resolve(identity.claims)  # GRANT_CLAIM_UNUSABLE: denied
             lifetime = granted_lifetime(request.requested_lifetime, grant)
             audiences = granted_audiences(request.audiences, grant)
-            state.grant = grant_record(grant, lifetime, audiences)
+            state.granted = (grant, lifetime, audiences)
             admission = self._admit(identity, mapping)
             lifetime = fit_lifetime(lifetime, admission, int(self._clock()))
-            state.grant = grant_record(grant, lifetime, audiences)
+            state.granted = (grant, lifetime, audiences)
         with tracing.span("issue"):
             backend = self._backends.get(grant.cluster)
             if backend is None:
@@ -251,8 +251,8 @@ class Exchanger:
                 not_after=admission.not_after if admission else 0,
             ))
         set_session_id(credential.session_id)
-        state.grant = issued = grant_record(grant, credential.expires_at - int(self._clock()),
-                                            audiences)
+        issued = grant_record(grant, credential.expires_at - int(self._clock()), audiences)
+        state.granted = issued
         with tracing.span("audit"):
             self._allow(request, identity, mapping, issued, credential, backend,
                         trace_id=state.trace_id, admission=admission)
@@ -335,7 +335,7 @@ class Exchanger:
             now=self._now(), error=error,
             caller=_caller(identity) if identity else unverified_caller(request.subject_token),
             issuer=identity.issuer if identity else "", role=request.role,
-            mapping=state.mapping.name if state.mapping else "", grant=state.grant,
+            mapping=state.mapping.name if state.mapping else "", grant=state.grant_record(),
             peer=request.peer, trace_id=state.trace_id,
         )
         try:
@@ -355,12 +355,18 @@ class Exchanger:
 
 @dataclass
 class _Progress:
-    """How far an exchange got, for the audit line of a denial."""
+    """How far an exchange got, for the audit line of a denial. `granted` is the grant as
+    far as it was decided: its record is built only when a denial needs it."""
 
     trace_id: str = ""
     identity: Identity | None = None
     mapping: TrustMapping | None = None
-    grant: GrantRecord | None = None
+    granted: GrantRecord | tuple[Grant, int, tuple[str, ...]] | None = None
+
+    def grant_record(self) -> GrantRecord | None:
+        if self.granted is None or isinstance(self.granted, GrantRecord):
+            return self.granted
+        return grant_record(*self.granted)
 
     def summary(self, decision: str, reason: str) -> dict[str, str]:
         """The exchange span's attributes: names and the outcome, never a claim value."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,8 +39,11 @@ GENESIS_HASH = "0" * 64
 CHAIN_FIELDS = frozenset({"seq", "prev", "hash"})
 
 
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
 def _is_digest(text: str) -> bool:
-    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+    return _DIGEST.fullmatch(text) is not None
 
 
 class ChainError(MessageError):
@@ -73,11 +77,13 @@ class ChainReport:
     head: ChainHead = ChainHead()
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                              allow_nan=False)
+
+
 def canonical_json(value: Mapping[str, Any]) -> bytes:
     """The one serialization the chain hashes and writes."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
-                      allow_nan=False)
-    return text.encode("ascii")
+    return _CANONICAL.encode(value).encode("ascii")
 
 
 def _digest(body: Mapping[str, Any]) -> str:
@@ -89,9 +95,16 @@ def chain_line(fields: Mapping[str, Any], head: ChainHead) -> tuple[bytes, Chain
     reserved = CHAIN_FIELDS & fields.keys()
     if reserved:
         raise ValueError(f"record fields may not use the chain's names: {sorted(reserved)}")
-    body = {**fields, "seq": head.seq + 1, "prev": head.hash}
-    digest = _digest(body)
-    line = canonical_json({**body, "hash": digest}) + b"\n"
+    # Each value is serialised once: the keys sorting before "hash" and those after it
+    # ("prev" and "seq" among them) as two canonical objects, whose members joined are the
+    # body's canonical form, and with the hash member between them, the line's.
+    before = canonical_json({k: v for k, v in fields.items() if k < "hash"})[1:-1]
+    after = canonical_json({**{k: v for k, v in fields.items() if k > "hash"},
+                            "seq": head.seq + 1, "prev": head.hash})[1:-1]
+    body = b"{" + before + b"," + after + b"}" if before else b"{" + after + b"}"
+    digest = hashlib.sha256(body).hexdigest()
+    member = b'"hash":"' + digest.encode("ascii") + b'",'
+    line = b"{" + (before + b"," if before else b"") + member + after + b"}\n"
     return line, ChainHead(seq=head.seq + 1, hash=digest)
 
 

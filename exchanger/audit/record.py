@@ -17,6 +17,9 @@ Rules of this module:
 - an access line is no exchange but an access request's lifecycle event (`access_record`):
   decision `access`, reason `ACCESS_<EVENT>`, status `""`, its facts in `access` (a key only
   access lines carry); the person's own text (reason, comment) is cut to `MAX_TEXT_CHARS`;
+- a gateway line is no exchange but one request the gateway relayed or refused
+  (`exchanger.gateway.audit`): decision `gateway`, reason `OK` or the refusal's, status the
+  HTTP status as text, its facts in `gateway` (a key only gateway lines carry);
 - an allow line names the caller as people read it (`who`) and, for a CI caller, the run and
   commit its verified token named (`ci`), so the audit report can answer "what did this
   pipeline do"; both keys are absent when empty;
@@ -26,7 +29,8 @@ Rules of this module:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -34,7 +38,7 @@ from typing import Any, Literal
 from kubegate.errors import KubegateError
 from kubegate.logformat import TOKEN_SHAPE
 
-Decision = Literal["allow", "deny", "note", "access"]
+Decision = Literal["allow", "deny", "note", "access", "gateway"]
 
 ALLOW_REASON = "OK"
 UNRECORDED_DENIALS = "UNRECORDED_DENIALS"
@@ -49,6 +53,7 @@ TRACE_ID_DIGITS = 32
 # A compact JWS (three segments) or JWE (five), the shape logs redact too (kubegate.logformat):
 # generous on purpose, a false positive only hides a value from the audit log.
 _TOKEN_SHAPE = TOKEN_SHAPE
+COMPACT_JWT_START = "ey"  # every match of TOKEN_SHAPE starts with it (base64url of `{`)
 
 
 def looks_like_token(text: str) -> bool:
@@ -57,7 +62,12 @@ def looks_like_token(text: str) -> bool:
 
 
 def sanitize(text: str) -> str:
-    """`text` with every JWT-shaped part replaced by `[redacted]`, cut to `MAX_FIELD_CHARS`."""
+    """`text` with every JWT-shaped part replaced by `[redacted]`, cut to `MAX_FIELD_CHARS`.
+
+    Every match of the token shape begins with `ey` (`COMPACT_JWT_START`, pinned by a test),
+    so a short text without it is returned as it is, without running the pattern."""
+    if len(text) <= MAX_FIELD_CHARS and COMPACT_JWT_START not in text:
+        return text
     cleaned = _TOKEN_SHAPE.sub(REDACTED, text)
     if len(cleaned) > MAX_FIELD_CHARS:
         return cleaned[:MAX_FIELD_CHARS] + "...[truncated]"
@@ -76,14 +86,36 @@ def format_time(moment: datetime) -> str:
     return text.removesuffix("+00:00") + "Z"
 
 
+_FieldReader = tuple[tuple[str, ...], Callable[[object], tuple[Any, ...]]]
+_READERS: dict[type, _FieldReader] = {}
+
+
+def _field_reader(kind: type) -> _FieldReader:
+    """A dataclass's field names, and one call that reads all their values (made once per
+    class; a race only makes the same pair twice)."""
+    found = _READERS.get(kind)
+    if found is None:
+        names = tuple(field.name for field in fields(kind))
+        read: operator.attrgetter[Any] = operator.attrgetter(*names)
+        # attrgetter of one name returns the bare value, of several a tuple
+        found = (names, (lambda instance: (read(instance),)) if len(names) == 1 else read)
+        _READERS[kind] = found
+    return found
+
+
 def _sanitize_strings(instance: object) -> None:
-    """Replace, in a frozen dataclass, every str and tuple-of-str field by its sanitized form."""
-    for field in fields(instance):  # type: ignore[arg-type]
-        value = getattr(instance, field.name)
+    """Replace, in a frozen dataclass, every str and tuple-of-str field by its sanitized form
+    (a field already clean is left as it is: most are, and this runs for every record)."""
+    names, read = _field_reader(type(instance))
+    for name, value in zip(names, read(instance), strict=True):
         if isinstance(value, str):
-            object.__setattr__(instance, field.name, sanitize(value))
+            if len(value) <= MAX_FIELD_CHARS and COMPACT_JWT_START not in value:
+                continue  # sanitize's own fast path, without the call
+            object.__setattr__(instance, name, sanitize(value))
         elif isinstance(value, tuple):
-            object.__setattr__(instance, field.name, tuple(sanitize(str(v)) for v in value))
+            items = tuple(sanitize(str(v)) for v in value)
+            if items != value:
+                object.__setattr__(instance, name, items)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,15 +198,18 @@ class AuditRecord:
     approvers: tuple[str, ...] = ()  # allow: who approved that request (`who` names)
     who: str = ""  # allow: the caller as people read it (verified email, username or sub)
     ci: Mapping[str, str] | None = None  # allow: the CI run and commit the token named
+    gateway: Mapping[str, Any] | None = None  # gateway: the request's facts
 
     def __post_init__(self) -> None:
         if not self.time:
             raise ValueError("an audit record needs a time")
         if self.trace_id and not _is_trace_id(self.trace_id):
             raise ValueError("a trace id is 32 lowercase hex digits")
-        if self.decision not in ("allow", "deny", "note", "access"):
-            raise ValueError(f"decision must be 'allow', 'deny', 'note' or 'access', not "
-                             f"{self.decision!r}")
+        if self.decision not in ("allow", "deny", "note", "access", "gateway"):
+            raise ValueError(f"decision must be 'allow', 'deny', 'note', 'access' or "
+                             f"'gateway', not {self.decision!r}")
+        if (self.decision == "gateway") != (self.gateway is not None):
+            raise ValueError("a gateway line, and only one, has facts in 'gateway'")
         if (self.decision == "access") != (self.access is not None):
             raise ValueError("an access line, and only one, has facts in 'access'")
         if self.decision == "access" and (
@@ -201,6 +236,8 @@ class AuditRecord:
             fields["note"] = dict(self.note)
         if self.access is not None:
             fields["access"] = dict(self.access)
+        if self.gateway is not None:
+            fields["gateway"] = _clean_facts(dict(self.gateway))
         if self.access_request:  # keys only lines of approval mappings carry
             fields["access_request"] = self.access_request
             fields["approvers"] = list(self.approvers)

@@ -9,6 +9,11 @@ is the key's RFC 7638 thumbprint, so a rotated key never reuses an id; a grant w
 groups come from claims is signed only once resolved (the exchange resolves it before the
 backend is called, so the token and the audit line carry the same names); a token never
 expires after the request's `not_after` (the end of its access request or window).
+
+Signing is on every exchange's path, so what does not change between tokens is done once, when
+the signer is built: the protected header (`{"alg":"ES256","kid":...,"typ":"JWT"}`, sorted,
+as PyJWT writes it) is encoded then, and each token is one `cryptography` ECDSA signature over
+`header.payload`, converted from DER to JWS's fixed-width `r || s` (RFC 7518 §3.4).
 """
 
 from __future__ import annotations
@@ -20,9 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import jwt
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from jwt.algorithms import ECAlgorithm
 
 from exchanger.backends.base import (
@@ -34,6 +39,8 @@ from kubegate.credential import ClusterInfo
 from kubegate.files import write_secret_file
 
 Clock = Callable[[], float]
+_ES256 = ec.ECDSA(hashes.SHA256())
+_P256_BYTES = 32  # each of r and s in an ES256 signature (RFC 7518 §3.4)
 
 
 def load_or_create_signing_key(path: Path) -> ec.EllipticCurvePrivateKey:
@@ -56,6 +63,23 @@ def public_jwk(key: ec.EllipticCurvePrivateKey) -> dict[str, Any]:
     return jwk
 
 
+def _b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def _compact_json(value: dict[str, Any], *, sort_keys: bool = False) -> bytes:
+    return json.dumps(value, separators=(",", ":"), sort_keys=sort_keys).encode("utf-8")
+
+
+def sign_es256(key: ec.EllipticCurvePrivateKey, header_segment: bytes,
+               claims: dict[str, Any]) -> str:
+    """The compact JWS of `claims` under the encoded header `header_segment`, signed ES256."""
+    signing_input = header_segment + b"." + _b64url(_compact_json(claims))
+    r, s = decode_dss_signature(key.sign(signing_input, _ES256))
+    signature = r.to_bytes(_P256_BYTES, "big") + s.to_bytes(_P256_BYTES, "big")
+    return (signing_input + b"." + _b64url(signature)).decode("ascii")
+
+
 def jwk_thumbprint(jwk: dict[str, Any]) -> str:
     """RFC 7638 thumbprint of an EC public JWK."""
     canonical = json.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")},
@@ -70,8 +94,12 @@ class SelfIssuedSigner:
     def __init__(
         self, *, key: ec.EllipticCurvePrivateKey, issuer_url: str, audience: str, clock: Clock,
     ) -> None:
+        if not isinstance(key.curve, ec.SECP256R1):
+            raise ValueError("the self-issued signing key must be a P-256 key (ES256)")
         self._key = key
         self._jwk = public_jwk(key)
+        self._header = _b64url(_compact_json(
+            {"alg": "ES256", "kid": self._jwk["kid"], "typ": "JWT"}, sort_keys=True))
         self.issuer_url = issuer_url
         self.audience = audience
         self._clock = clock
@@ -109,8 +137,7 @@ class SelfIssuedSigner:
             "kubegate.io/mapping": request.mapping,
             "kubegate.io/caller": f"{request.identity.issuer_url} {request.identity.subject}",
         }
-        token = jwt.encode(claims, self._key, algorithm="ES256",
-                           headers={"kid": self._jwk["kid"], "typ": "JWT"})
+        token = sign_es256(self._key, self._header, claims)
         cluster = ClusterInfo(
             name=cluster.name, server=cluster.server,
             certificate_authority_data=cluster.certificate_authority_data,

@@ -146,8 +146,12 @@ def _decode_object(segment: str, what: str) -> dict[str, Any]:
 
 
 def loads_strict_json(text: str) -> Any:
-    """json.loads that refuses duplicate keys and NaN/Infinity (ValueError)."""
-    return json.loads(text, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant)
+    """json.loads that refuses duplicate keys and NaN/Infinity (ValueError). One decoder,
+    built at import, serves every call (json.loads would build one per call with hooks);
+    a leading BOM is refused as json.loads refuses it."""
+    if text.startswith("\ufeff"):
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM", text, 0)
+    return _STRICT_DECODER.decode(text)
 
 
 def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -159,6 +163,10 @@ def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
+
+
+_STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_refuse_duplicates,
+                                   parse_constant=_refuse_constant)
 
 
 def _json_problem(error: BaseException) -> str:
