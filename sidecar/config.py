@@ -26,7 +26,6 @@ from kubegate.addresses import parse_address, parse_host_port
 from kubegate.client.settings import ExchangeSettings, read_exchange_settings
 from kubegate.configread import FlagsOrEnv
 from kubegate.errors import ConfigError
-from kubegate.http.hosts import HostPolicy
 from kubegate.logformat import LOG_FORMATS, LogFormat
 from kubegate.socketapi import DEFAULT_SOCKET_PATH
 from sidecar.refresh import RefreshPolicy
@@ -76,7 +75,7 @@ def load_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Sidecar
     once = values.switch("once")
     kubeconfig = _kubeconfig(values, once)
     config = SidecarConfig(
-        exchange=read_exchange_settings(values),
+        exchange=read_exchange_settings(values, https=True),
         socket_path=Path(values.text("socket", DEFAULT_SOCKET_PATH)),
         socket_group=_group(values), allowed_uids=_uids(values),
         proxy_listen=_proxy_listen(values), metrics_listen=_metrics_listen(values),
@@ -143,7 +142,10 @@ def _proxy_limits(values: FlagsOrEnv) -> ProxyLimits:
     hosts = frozenset(part.strip().lower() for part in
                       values.text("proxy-allowed-hosts").split(",") if part.strip())
     try:
-        HostPolicy(allowed_hosts=hosts)
+        if hosts:  # the proxy's HTTP engine (h11...) is loaded only when the proxy runs
+            from kubegate.http.hosts import HostPolicy
+
+            HostPolicy(allowed_hosts=hosts)
     except ValueError:
         values.problem("proxy-allowed-hosts", "expected host names or IP addresses "
                        "(IPv6 in brackets), comma-separated, without ports")

@@ -32,9 +32,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from kubegate.client.rpc import ExchangeError
 from kubegate.client.sources import SubjectTokenError, SubjectTokenSource
 from kubegate.credential import Credential
+from kubegate.errors import ExchangeError
 from kubegate.logformat import request_scope, set_session_id
 from kubegate.workers import BackgroundWorker
 from sidecar.refresh import RefreshPolicy, backoff_delay, may_serve, refresh_at, serve_until

@@ -33,7 +33,7 @@ from kubegate.credential import Credential, rfc3339
 from kubegate.errors import ExchangeError, SubjectTokenError, UsageError
 from sidecar.api import ApiServer, SocketApi
 from sidecar.config import SidecarConfig
-from sidecar.exchange_port import GrpcExchangePort
+from sidecar.exchange_port import exchange_port
 from sidecar.keeper import CredentialKeeper
 from sidecar.metrics import SidecarMetrics
 
@@ -89,8 +89,10 @@ def serve(config: SidecarConfig) -> int:
             _start(config, stack)
         except OSError as error:
             return _fail(f"cannot start: {error}", EXIT_FAILED)
-        log.info("serving credentials on %s (mode 0%o); exchanger %s (%s); subject token "
-                 "from %s", config.socket_path, config.socket_mode, config.exchange.target,
+        log.info("serving credentials on %s (mode 0%o); exchanger %s (%s, %s); subject "
+                 "token from %s", config.socket_path, config.socket_mode,
+                 config.exchange.target, "RFC 8693 over HTTP" if
+                 config.exchange.transport == "https" else "gRPC",
                  "plaintext" if config.exchange.plaintext else "TLS",
                  token_source(config.exchange.token_source).description)
         # a timed wait: Python runs signal handlers in the main thread only, and a signal
@@ -104,7 +106,7 @@ def serve(config: SidecarConfig) -> int:
 def _start(config: SidecarConfig, stack: contextlib.ExitStack) -> None:
     """Start every part; stack stops them in reverse order."""
     metrics = SidecarMetrics()
-    port = GrpcExchangePort(config.exchange)
+    port = exchange_port(config.exchange)
     stack.callback(port.close)
     keeper = CredentialKeeper(token_source(config.exchange.token_source), port,
                               policy=config.policy, on_result=metrics.on_refresh,

@@ -5,6 +5,10 @@ same `ExchangeSettings`, checked by the same rules.
 
 Rules of this module:
 - plaintext only to a loopback exchanger, and never together with a CA file;
+- `--server HOST:PORT` is gRPC's address; `--server https://HOST[:PORT]` (or `http://` on
+  loopback, which is `--plaintext`) is the RFC 8693 token endpoint's, taken only by callers
+  that can exchange over HTTPS (`https=True`: the sidecar, `kubegate exchange`, `kubegate
+  login`); `kubegate.client.exchanger_url` checks the URL;
 - exactly one subject-token source; a token from the environment (and the GitHub runtime's
   request token) is copied here once and never appears in a repr;
 - every problem goes to the `FlagsOrEnv` reader; nothing raises for bad input;
@@ -19,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from kubegate.addresses import parse_host_port
+from kubegate.client.exchanger_url import is_url, parse_exchanger_url
 from kubegate.client.sources import (
     EnvTokenSource,
     FileTokenSource,
@@ -48,13 +53,14 @@ class TokenSourceConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class ExchangeSettings:
-    target: str
+    target: str  # gRPC's HOST:PORT, or the token endpoint's origin (transport https)
     ca_file: Path | None
     plaintext: bool
     role: str
     lifetime: int  # seconds; 0 = the mapping's
     audiences: tuple[str, ...]
     token_source: TokenSourceConfig
+    transport: Literal["grpc", "https"] = "grpc"
 
 
 def token_source(config: TokenSourceConfig) -> SubjectTokenSource:
@@ -72,23 +78,27 @@ def token_source(config: TokenSourceConfig) -> SubjectTokenSource:
                                     config.github_audience)
 
 
-def read_exchange_settings(values: FlagsOrEnv, *,
-                           source: TokenSourceConfig | None = None) -> ExchangeSettings:
-    """source: the subject-token source when the command has its own (no source flags)."""
-    target, ca_file, plaintext = _exchanger(values)
+def read_exchange_settings(values: FlagsOrEnv, *, source: TokenSourceConfig | None = None,
+                           https: bool = False) -> ExchangeSettings:
+    """source: the subject-token source when the command has its own (no source flags);
+    https: the caller can exchange over HTTPS, so `--server` may be a URL."""
+    transport: Literal["grpc", "https"] = "https" if is_url(values.text("server")) else "grpc"
+    if transport == "https":
+        target, ca_file, plaintext = _token_endpoint(values, allowed=https)
+    else:
+        target, ca_file, plaintext = _exchanger(values)
     lifetime = values.parsed("lifetime", parse_whole_seconds, 0)
     if values.given("lifetime") and lifetime <= 0:
         values.problem("lifetime", "must be positive")
     return ExchangeSettings(
         target=target, ca_file=ca_file, plaintext=plaintext, role=values.text("role"),
         lifetime=lifetime, audiences=_audiences(values),
-        token_source=source if source is not None else _token_source(values))
+        token_source=source if source is not None else _token_source(values),
+        transport=transport)
 
 
 def _exchanger(values: FlagsOrEnv) -> tuple[str, Path | None, bool]:
     target, plaintext = values.text("server"), values.switch("plaintext")
-    ca_text = values.text("ca-file")
-    ca_file = Path(ca_text) if ca_text else None
     address = None
     if not target:
         values.problem("server", "required")
@@ -99,11 +109,35 @@ def _exchanger(values: FlagsOrEnv) -> tuple[str, Path | None, bool]:
             values.problem("server", str(error))
     if plaintext and address is not None and not address.is_local:
         values.problem(None, f"--plaintext is only allowed for a loopback server, not {target}")
+    return target, _ca_file(values, plaintext), plaintext
+
+
+def _token_endpoint(values: FlagsOrEnv, *, allowed: bool) -> tuple[str, Path | None, bool]:
+    """`--server https://HOST[:PORT]` (`http://` on loopback: plaintext)."""
+    target, plaintext = values.text("server"), values.switch("plaintext")
+    if not allowed:
+        values.problem("server", "this command speaks gRPC only: give the exchanger's "
+                       "HOST:PORT, not a URL")
+        return target, _ca_file(values, plaintext), plaintext
+    try:
+        url = parse_exchanger_url(target)
+    except ValueError as error:
+        values.problem("server", str(error))
+        return target, _ca_file(values, plaintext), plaintext
+    if plaintext and not url.plaintext:
+        values.problem(None, "--plaintext contradicts an https:// --server (http:// is "
+                       "plaintext, on loopback only)")
+    return str(url), _ca_file(values, url.plaintext), url.plaintext
+
+
+def _ca_file(values: FlagsOrEnv, plaintext: bool) -> Path | None:
+    ca_text = values.text("ca-file")
+    ca_file = Path(ca_text) if ca_text else None
     if plaintext and ca_file is not None:
         values.problem(None, "--plaintext and --ca-file are mutually exclusive")
     if ca_file is not None and not ca_file.is_file():
         values.problem("ca-file", f"{ca_file}: no such file")
-    return target, ca_file, plaintext
+    return ca_file
 
 
 def _audiences(values: FlagsOrEnv) -> tuple[str, ...]:

@@ -58,7 +58,8 @@ def add_caller_flags(parser: argparse.ArgumentParser) -> None:
 
 def _add_server_flags(parser: argparse.ArgumentParser, *, switch_default: bool | None) -> None:
     add = parser.add_argument
-    add("--server", metavar="HOST:PORT", help="the exchanger's gRPC address")
+    add("--server", metavar="HOST:PORT", help="the exchanger's gRPC address; exchange, "
+        "login and sidecar also take https://HOST[:PORT], its RFC 8693 token endpoint")
     add("--ca-file", type=Path, metavar="PATH",
         help="CA certificates to trust for the exchanger (default: system roots)")
     add("--plaintext", action="store_true", default=switch_default,

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
 def load_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> ExchangeSettings:
     values = FlagsOrEnv(args, environ, env=False)
-    settings = read_exchange_settings(values)
+    settings = read_exchange_settings(values, https=True)
     if values.problems:
         raise UsageError("; ".join(values.problems))
     return settings

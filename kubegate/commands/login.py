@@ -129,7 +129,8 @@ def _exchange_settings(args: argparse.Namespace, login: LoginSettings,
                        environ: Mapping[str, str]) -> ExchangeSettings:
     values = FlagsOrEnv(args, environ, env=False)
     settings = read_exchange_settings(values, source=TokenSourceConfig(kind="login",
-                                                                       login=login))
+                                                                       login=login),
+                                      https=True)
     if values.problems:
         raise UsageError("; ".join(values.problems))
     return settings

@@ -151,7 +151,7 @@ def test_one_exchange_is_one_exported_trace_named_in_the_audit_line_and_the_json
                "OTEL_SERVICE_NAME": "kubegate-under-test", "OTEL_BSP_SCHEDULE_DELAY": "100"}
     serve = subprocess.Popen(
         [sys.executable, "-m", "kubegate", "serve", "--config", str(config),
-         "--log-format", "json", "--log-level", "DEBUG"],
+         "--log-format", "json", "--log-level", "DEBUG", "--workers", "1"],
         cwd=ROOT, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     token = github_issuer.mint(repository_id="100", audience="kubegate")
     try:

@@ -55,6 +55,18 @@ class Pipeline:
     web: str
     token_file: Path  # the pipeline pod's projected token, as the kubelet writes it
 
+    @property
+    def https_url(self) -> str:
+        """The exchanger's RFC 8693 token endpoint (`httpListen`), for `--server`."""
+        assert self.exchanger.running.http_port, "the exchanger has no httpListen"
+        return f"https://127.0.0.1:{self.exchanger.running.http_port}"
+
+    def https_sidecar_args(self, socket_path: Path, *extra: str) -> list[str]:
+        """sidecar_args, with the exchanger's HTTPS token endpoint as `--server`."""
+        args = self.sidecar_args(socket_path, *extra)
+        args[args.index("--server") + 1] = self.https_url
+        return args
+
     def sidecar_args(self, socket_path: Path, *extra: str) -> list[str]:
         return ["--server", self.exchanger.target,
                 "--ca-file", str(self.exchanger.running.ca_file),
@@ -64,7 +76,8 @@ class Pipeline:
 
 def setup_pipeline(cluster: Cluster, control_plane: ControlPlane,
                    start_test_exchanger: StartExchanger, folder: Path, *,
-                   listen: str = "127.0.0.1:0") -> Pipeline:
+                   listen: str = "127.0.0.1:0", **exchanger_fields: Any) -> Pipeline:
+    """exchanger_fields: more top-level exchanger config fields (e.g. httpListen)."""
     ci, web = cluster.create_namespace("ci"), cluster.create_namespace("web")
     cluster.create_service_account(web, "deployer")
     cluster.create_role(web, "pod-reader", POD_READER)
@@ -87,7 +100,8 @@ spec:
         issuers=[{"name": "cluster", "url": control_plane.issuer, "audiences": [AUDIENCE],
                   "algorithms": ["ES256"],
                   "keys": {"kubernetes": {"cluster": "test", "tokenReview": True}}}],
-        clusters=[cluster_entry(control_plane)], mappings=mappings, listen=listen)
+        clusters=[cluster_entry(control_plane)], mappings=mappings, listen=listen,
+        **exchanger_fields)
     token_file = folder / "token"
     write_pod_token(cluster, ci, "pipeline", "build-1", token_file)
     return Pipeline(exchanger=exchanger, ci=ci, web=web, token_file=token_file)
@@ -103,6 +117,20 @@ def write_pod_token(cluster: Cluster, namespace: str, service_account: str, pod:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(token)
+
+
+def rss_mib(pid: int) -> float:
+    """A process's resident set size now (VmRSS), in MiB, as benchmark 6 reads it."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def mapped_files(pid: int) -> set[str]:
+    """The files a process has mapped (shared libraries and extension modules)."""
+    return {line.split(maxsplit=5)[5] for line in
+            Path(f"/proc/{pid}/maps").read_text().splitlines() if len(line.split()) == 6}
 
 
 @dataclass
