@@ -55,6 +55,7 @@ File format (YAML; every field optional unless marked):
       listen: 127.0.0.1:8444           # HTTPS discovery + JWKS
       tls: {certFile: ..., keyFile: ...}  # default: generated under stateDir
       audience: kubernetes
+    gateway: {cluster: prod, ...}      # `kubegate gateway` (see exchanger.gateway.settings)
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ from urllib.parse import urlsplit
 
 from exchanger.access.settings import AccessConfig, StoreLocation, read_access
 from exchanger.audit.settings import CheckpointConfig, read_checkpoints
+from exchanger.gateway.settings import GatewaySettings, read_gateway
 from exchanger.mappings.claimtypes import PROVIDERS
 from exchanger.ratelimit import RateLimit
 from exchanger.verify.issuers import (
@@ -154,6 +156,7 @@ class Config:
     http_listen: str = ""  # httpListen: the RFC 8693 token endpoint, "" when off
     http_public_url: str = ""  # httpPublicUrl: "" = https://<httpListen> as bound
     access: AccessConfig = field(default_factory=AccessConfig)  # access: requests, sessions
+    gateway: GatewaySettings | None = None  # gateway: `kubegate gateway` (None when absent)
 
     def cluster(self, name: str) -> ClusterConfig:
         return next(c for c in self.clusters if c.name == name)
@@ -191,7 +194,7 @@ EMBEDDED_DEFAULT: dict[str, Any] = {
 
 _TOP = {"listen", "tls", "plaintext", "metricsListen", "stateDir", "auditLog", "mappings",
         "reloadInterval", "issuers", "clusters", "selfIssued", "rateLimit", "mappingSources",
-        "healthListen", "audit", "httpListen", "httpPublicUrl", "access"}
+        "healthListen", "audit", "httpListen", "httpPublicUrl", "access", "gateway"}
 
 
 def build_config(data: object, *, base: Path, environ: Mapping[str, str], source: str) -> Config:
@@ -232,13 +235,18 @@ def build_config(data: object, *, base: Path, environ: Mapping[str, str], source
         mapping_cluster=StoreLocation(cluster=mapping_cluster.cluster,
                                       namespace=mapping_cluster.namespace)
         if mapping_cluster is not None else None)
+    audit_log = read.path(top, "auditLog", "", base, state_dir / "audit.log") or state_dir
+    gateway = read_gateway(
+        read, top.get("gateway"), base=base, state_dir=state_dir, exchanger_audit_log=audit_log,
+        clusters={c.name: bool(c.token_file or c.client_cert_file or c.kubeconfig)
+                  for c in clusters})
     if report.problems:
         raise ConfigError(report.problems)
     return Config(
         listen=listen, tls=tls, plaintext=plaintext,
         metrics_listen=read.address(top, "metricsListen", "", unix=False),
         state_dir=state_dir,
-        audit_log=read.path(top, "auditLog", "", base, state_dir / "audit.log") or state_dir,
+        audit_log=audit_log,
         mappings=read.path(top, "mappings", "", base, state_dir / "mappings") or state_dir,
         reload_interval=read.duration(top, "reloadInterval", "", 2.0),
         issuers=issuers, clusters=clusters, self_issued=self_issued, source=source,
@@ -246,7 +254,7 @@ def build_config(data: object, *, base: Path, environ: Mapping[str, str], source
         mapping_files=mapping_files, mapping_cluster=mapping_cluster,
         health_listen=read.address(top, "healthListen", "", unix=False),
         checkpoints=checkpoints, http_listen=http_listen, http_public_url=http_public_url,
-        access=access,
+        access=access, gateway=gateway,
     )
 
 

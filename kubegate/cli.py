@@ -50,6 +50,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                "approval, approve, deny, revoke, list and watch requests"),
     "sessions": ("kubegate.commands.sessions", "list, show and revoke the sessions (issued "
                  "credentials) the exchanger recorded"),
+    "gateway": ("kubegate.commands.gateway", "run the identity-aware gateway in front of an "
+                "API server: every request authenticated, recorded, cut on revoke"),
 }
 
 

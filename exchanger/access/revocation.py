@@ -39,7 +39,11 @@ log = logging.getLogger(__name__)
 
 CAS_ATTEMPTS: Final = 5  # compare-and-swap rounds before a ConflictError is given up
 NOT_REVOCABLE_NOTE: Final = ("bound to the caller's pod or self-issued: the token stays valid "
-                             "until it expires")
+                             "at the API server until it expires (kubegate gateway refuses it "
+                             "at once)")
+# Sessions the gateway opened for a person's ID token (exchanger/gateway/identity_people.py):
+# no credential was handed out, so ending the session ends all access at once.
+GATEWAY_SESSION_PREFIX: Final = "gw-"
 
 
 class SessionNotFoundError(KubegateError):
@@ -56,8 +60,8 @@ class EndObserver(Protocol):
 
 def outlives_revocation(session: Session) -> bool:
     """True when ending this session does not end its token (no session Secret): the token
-    stays valid until `session.expires_at`."""
-    return not session.secret
+    stays valid until `session.expires_at`. A gateway session has no token to outlive it."""
+    return not session.secret and not session.id.startswith(GATEWAY_SESSION_PREFIX)
 
 
 def due_reason(session: Session, now: float) -> SessionEnd | None:

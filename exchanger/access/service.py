@@ -26,6 +26,7 @@ import grpc
 
 from exchanger.access.model import AccessRequest, Approval, Requester, Session, State
 from exchanger.access.operations import AccessOperations, SessionOperations
+from exchanger.access.revocation import outlives_revocation
 from exchanger.identity import Identity
 from exchanger.service import error_status, internal_status
 from exchanger.v1 import access_pb2, access_pb2_grpc
@@ -132,7 +133,7 @@ def session_message(session: Session) -> access_pb2.Session:
     message = access_pb2.Session(
         id=session.id, mapping=session.mapping, cluster=session.cluster,
         namespace=session.namespace, caller=_principal(session.caller),
-        token_id=session.token_id, revocable=bool(session.secret),
+        token_id=session.token_id, revocable=not outlives_revocation(session),
         caller_pod=session.caller_pod, access_request=session.access_request,
         ci=dict(session.ci), active=session.active,
         end_reason=session.end_reason.value if session.end_reason else "",

@@ -3,6 +3,12 @@ as recorded where every replica sees them; list them, show one, end one now.
 
     kubegate sessions list --active --request ar-0123456789abcdef
     kubegate sessions revoke s-... --reason "laptop lost"
+    kubegate sessions play s-... --recordings /var/lib/kubegate/recordings --speed 2
+
+`play`, and `show` given a recordings folder (`--recordings DIR` or `$KUBEGATE_RECORDINGS`),
+read what the gateway recorded of the session's exec, attach and port-forward streams
+(kubegate/commands/session_replay.py); `show` then lists the commands typed, also when the
+exchanger cannot be reached.
 
 A caller sees their own sessions, approvers those of the mappings they approve, admins all.
 Revoking deletes the session Secret, so a TokenRequest token stops working at once; a
@@ -22,6 +28,13 @@ from typing import TYPE_CHECKING
 
 from kubegate.commands.access import EXIT_OK, Caller, add_action, call
 from kubegate.commands.accessview import describe_session, print_json, show_sessions
+from kubegate.commands.session_replay import (
+    add_play_arguments,
+    add_recordings_flag,
+    print_commands,
+    recordings_dir,
+    run_play,
+)
 
 if TYPE_CHECKING:
     from kubegate.client.access import AccessClient
@@ -38,14 +51,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     listing.add_argument("--cluster", metavar="C", help="only sessions on this cluster")
     show = add_action(actions, "show", "show one session", _show)
     show.add_argument("id", metavar="ID")
+    add_recordings_flag(show)
     revoke = add_action(actions, "revoke", "end a session now", _revoke)
     revoke.add_argument("id", metavar="ID")
     revoke.add_argument("--reason", required=True, metavar="TEXT",
                         help="why (kept in the audit log)")
+    play = actions.add_parser("play", help="replay a session's recorded terminal streams",
+                              description="replay a session's recorded terminal streams")
+    add_play_arguments(play)
 
 
 def run(args: argparse.Namespace) -> int:
-    return call(args, args.access_handler, PROG)
+    if args.sessions_action == "play":
+        return run_play(args)
+    status = call(args, args.access_handler, PROG)
+    if args.sessions_action == "show" and recordings_dir(args) is not None:
+        found = print_commands(args, as_json=args.output == "json")
+        return EXIT_OK if found else status
+    return status
 
 
 def _list(client: AccessClient, args: argparse.Namespace, _: Caller) -> int:
