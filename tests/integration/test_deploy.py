@@ -6,7 +6,10 @@ writes their status, issues, revokes, publishes its audit checkpoints, and can d
 more: in particular it cannot read a Secret where it grants (it creates and deletes its
 session Secrets by name). deploy/examples applies as a folder and makes what its mapping
 names; `kubegate mappings explain` with such a config reads the TrustMappings from the
-cluster."""
+cluster. deploy/base/gateway applies on top: the gateway's config is the exchanger's plus its
+section, and its service account may impersonate users, groups and the session extra (the real
+API server lets it act as a grant, and refuses service accounts, other extras and uids) and
+read what finds a session, nothing more."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import kubernetes.client as k8s
 import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -507,3 +511,130 @@ def test_explain_with_a_cluster_sourced_config_reads_the_trustmappings_from_the_
     out = capsys.readouterr().out.splitlines()
     assert status == 0, out
     assert out[-1].startswith("decision: would grant ci-deploys-web:")
+
+
+# -- deploy/base/gateway -----------------------------------------------------------------------
+
+GATEWAY = BASE / "gateway"
+GATEWAY_USER = "system:serviceaccount:kubegate:kubegate-gateway"
+
+
+@pytest.fixture(scope="module")
+def gateway_deployed(deployed: Kubectl) -> Kubectl:
+    ok(deployed.run("apply", "--server-side", "-k", str(GATEWAY)))
+    return deployed
+
+
+def test_the_gateway_applies_with_the_exchangers_config_plus_its_section(
+        gateway_deployed: Kubectl, tmp_path: Path) -> None:
+    deployment = json.loads(ok(gateway_deployed.run(
+        "get", "deployment", "kubegate-gateway", "-n", "kubegate", "-o", "json")))
+    assert deployment["spec"]["replicas"] == 2
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "kubegate-gateway"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["containers"]
+    assert container["args"] == ["gateway", "--config", "/etc/kubegate/config.yaml"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert {v["name"]: v for v in pod["volumes"]}["recordings"]["emptyDir"]
+    config_map = next(v["configMap"]["name"] for v in pod["volumes"] if v["name"] == "config")
+    text = json.loads(ok(gateway_deployed.run("get", "configmap", config_map, "-n", "kubegate",
+                                              "-o", "json")))["data"]["config.yaml"]
+    both = yaml.safe_load(text)
+    assert {k: v for k, v in both.items() if k != "gateway"} == yaml.safe_load(
+        (BASE / "config.yaml").read_text())
+    settings = build_config(both, base=tmp_path, environ={"HOME": str(tmp_path)},
+                            source="deploy/base/gateway/config.yaml").gateway
+    assert settings is not None
+    assert (settings.cluster, settings.listen) == ("in-cluster", "0.0.0.0:8443")
+    assert settings.audit_log != Path(both["auditLog"])  # a chain of its own
+    for kind, name in (("service", "kubegate-gateway"), ("serviceaccount", "kubegate-gateway"),
+                       ("poddisruptionbudget", "kubegate-gateway")):
+        ok(gateway_deployed.run("get", kind, name, "-n", "kubegate"))
+
+
+def may(cluster: Cluster, user: str, verb: str, resource: str, *, group: str = "",
+        subresource: str = "", name: str = "", namespace: str = "") -> bool:
+    """A SubjectAccessReview: exactly the attributes the API server's impersonation filter
+    checks (resource userextras, subresource = the extra's key)."""
+    review = k8s.AuthorizationV1Api(cluster.api).create_subject_access_review({
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+        "spec": {"user": user, "groups": ["system:serviceaccounts",
+                                          "system:serviceaccounts:kubegate"],
+                 "resourceAttributes": {"verb": verb, "resource": resource, "group": group,
+                                        "subresource": subresource, "name": name,
+                                        "namespace": namespace}}})
+    return bool(review.status.allowed)
+
+
+def test_the_gateway_may_impersonate_users_groups_and_the_session_extra_only(
+        gateway_deployed: Kubectl, cluster: Cluster) -> None:
+    assert may(cluster, GATEWAY_USER, "impersonate", "users", name="vendor@example.com")
+    assert may(cluster, GATEWAY_USER, "impersonate", "groups", name="vendor-sre")
+    assert may(cluster, GATEWAY_USER, "impersonate", "userextras",
+               group="authentication.k8s.io", subresource="kubegate.io/session", name="s-1")
+    refused = [
+        {"verb": "impersonate", "resource": "serviceaccounts", "namespace": "kube-system"},
+        {"verb": "impersonate", "resource": "uids", "group": "authentication.k8s.io"},
+        {"verb": "impersonate", "resource": "userextras", "group": "authentication.k8s.io",
+         "subresource": "scopes"},
+        {"verb": "impersonate", "resource": "userextras", "group": "authentication.k8s.io",
+         "subresource": "kubegate.io/other"},
+        {"verb": "create", "resource": "serviceaccounts", "subresource": "token",
+         "namespace": "kubegate", "name": "kubegate-exchanger"},
+        {"verb": "get", "resource": "secrets", "namespace": "kubegate"},
+        {"verb": "list", "resource": "pods", "namespace": "kubegate"},
+        {"verb": "delete", "resource": "kubegatesessions", "group": "kubegate.io",
+         "namespace": "kubegate"},
+        {"verb": "delete", "resource": "accessrequests", "group": "kubegate.io",
+         "namespace": "kubegate"},
+        {"verb": "list", "resource": "kubegatesessions", "group": "kubegate.io",
+         "namespace": "default"},
+    ]
+    assert [r for r in refused if may(cluster, GATEWAY_USER, **r)] == []
+
+
+def test_the_gateways_rules_in_its_namespace_are_deploys_and_nothing_else(
+        gateway_deployed: Kubectl, cluster: Cluster, control_plane: ControlPlane,
+        tmp_path: Path) -> None:
+    gateway = Kubectl.with_token(control_plane, cluster.request_token(
+        "kubegate", "kubegate-gateway", seconds=600).token, tmp_path)
+    nobody_name = f"nobody-{uuid.uuid4().hex[:6]}"  # the baseline: a fresh account's rules
+    cluster.create_service_account("kubegate", nobody_name)
+    nobody = Kubectl.with_token(control_plane, cluster.request_token(
+        "kubegate", nobody_name, seconds=600).token, tmp_path)
+    tokenreviews = ("tokenreviews.authentication.k8s.io", "", "create")
+    impersonate = {("users", "", "impersonate"), ("groups", "", "impersonate"),
+                   ("userextras.authentication.k8s.io/kubegate.io/session", "", "impersonate")}
+    assert resource_rules(gateway, "kubegate") - resource_rules(nobody, "kubegate") == {
+        tokenreviews, *impersonate,
+        ("trustmappings.kubegate.io", "", "get list watch"),
+        ("accessrequests.kubegate.io", "", "get list watch update"),
+        ("kubegatesessions.kubegate.io", "", "get list watch create update")}
+    assert resource_rules(gateway, "default") - resource_rules(nobody, "default") == {
+        tokenreviews, *impersonate}
+
+
+def test_with_its_own_token_the_gateway_acts_as_a_grant_and_never_as_a_service_account(
+        gateway_deployed: Kubectl, cluster: Cluster, control_plane: ControlPlane,
+        tmp_path: Path) -> None:
+    """What `kubegate gateway` sends upstream (README "Gateway"), through the real API server:
+    the grant's rights, not the gateway's; the refused identities are refused by RBAC."""
+    namespace = cluster.create_namespace("gw")
+    cluster.create_role(namespace, "pod-reader", POD_READER)
+    cluster.bind_role(namespace, "pod-reader", group="vendor-sre")
+    gateway = Kubectl.with_token(control_plane, cluster.request_token(
+        "kubegate", "kubegate-gateway", seconds=600).token, tmp_path)
+    grant = ("--as=vendor@example.com", "--as-group=vendor-sre",
+             "--as-user-extra=kubegate.io/session=s-42")
+    ok(gateway.run("get", "pods", "-n", namespace, *grant))
+    assert gateway.run("get", "pods", "-n", namespace).returncode != 0  # not its own right
+    denied = gateway.run("get", "secrets", "-n", namespace, *grant)
+    assert 'User "vendor@example.com" cannot list resource "secrets"' in denied.stderr
+    for refused in (("--as=system:serviceaccount:kube-system:default",),
+                    ("--as=vendor@example.com", "--as-user-extra=scopes=all"),
+                    ("--as=vendor@example.com", "--as-uid=1234")):
+        result = gateway.run("get", "pods", "-n", namespace, *refused)
+        assert result.returncode != 0
+        assert "cannot impersonate" in result.stderr, result.stderr

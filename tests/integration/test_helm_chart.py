@@ -13,6 +13,10 @@
   service account may do exactly what the base's may (`kubectl auth can-i`), and the
   documented `helm install` works in a namespace that already holds the TLS Secret. No pod
   ever runs: the control plane has no nodes.
+- The gateway is off by default; `gateway.enabled=true` adds deploy/base/gateway object for
+  object (its config is the exchanger's plus `gateway:`, and loads), its values render as
+  documented, and applied to the real API server its service account may do exactly what the
+  base gateway's may.
 """
 
 from __future__ import annotations
@@ -64,11 +68,20 @@ def chart(helm: Helm) -> list[Document]:
     return helm.template(CHART)
 
 
+GENERATED = ("kubegate-config", "kubegate-gateway-config")  # the base's configMapGenerators
+
+
+def unhashed(name: str) -> str:
+    """A generated ConfigMap's name without the content hash kustomize appends."""
+    return next((generated for generated in GENERATED
+                 if re.fullmatch(rf"{generated}-[a-z0-9]{{10}}", name)), name)
+
+
 def key(document: Document) -> Key:
     metadata = document["metadata"]
     name = metadata["name"]
-    if document["kind"] == "ConfigMap" and name.startswith("kubegate-config-"):
-        name = "kubegate-config"  # kustomize's configMapGenerator adds a content hash
+    if document["kind"] == "ConfigMap":
+        name = unhashed(name)
     return document["kind"], metadata.get("namespace", ""), name
 
 
@@ -87,8 +100,8 @@ def comparable(document: Document) -> Document:
         template["metadata"] = {}
         for volume in template["spec"]["volumes"]:
             if volume["name"] == "config":
-                volume["configMap"]["name"] = "kubegate-config"
-    if key(copied) == ("ConfigMap", "kubegate", "kubegate-config"):
+                volume["configMap"]["name"] = unhashed(volume["configMap"]["name"])
+    if key(copied)[::2] in (("ConfigMap", name) for name in GENERATED):
         copied["data"] = {"config.yaml": yaml.safe_load(copied["data"]["config.yaml"])}
     return copied
 
@@ -205,6 +218,91 @@ def test_the_pod_and_container_security_contexts_are_the_base_ones(
 def test_default_values_write_the_base_config(base: list[Document],
                                               chart: list[Document]) -> None:
     assert config_of(chart) == yaml.safe_load((BASE / "config.yaml").read_text())
+
+
+# -- gateway.enabled: deploy/base/gateway ----------------------------------------------------
+
+GATEWAY = BASE / "gateway"
+GATEWAY_ON: dict[str, Any] = {"gateway": {"enabled": True}}
+
+
+@pytest.fixture(scope="module")
+def gateway_base() -> list[Document]:
+    """deploy/base/gateway as kubectl renders it."""
+    kubectl = (find_binaries() or require_binaries()) / "kubectl"
+    rendered = subprocess.run(  # noqa: S603 - the pinned kubectl on the repository's base
+        [str(kubectl), "kustomize", str(GATEWAY)], capture_output=True, text=True, timeout=60,
+        check=False)
+    assert rendered.returncode == 0, rendered.stderr
+    return [document for document in yaml.safe_load_all(rendered.stdout) if document]
+
+
+def test_the_gateway_is_off_by_default_and_on_adds_the_base_gateway_objects(
+        helm: Helm, base: list[Document], gateway_base: list[Document],
+        chart: list[Document]) -> None:
+    assert not any(d["metadata"]["name"].startswith("kubegate-gateway") for d in chart)
+    enabled = by_key(helm.template(CHART, values=GATEWAY_ON))
+    assert sorted(enabled) == sorted({**by_key(base), **by_key(gateway_base)})
+    differing = [k for k, document in by_key(gateway_base).items()
+                 if comparable(document) != comparable(enabled[k])]
+    assert differing == [], "\n".join(
+        f"{k}:\n base:  {comparable(by_key(gateway_base)[k])}\n chart: {comparable(enabled[k])}"
+        for k in differing)
+    for k, document in by_key(gateway_base).items():
+        assert document["metadata"]["labels"].items() <= enabled[k]["metadata"][
+            "labels"].items(), k
+
+
+def gateway_config(documents: list[Document]) -> Document:
+    data: Document = yaml.safe_load(
+        find(documents, "ConfigMap", "kubegate-gateway-config")["data"]["config.yaml"])
+    return data
+
+
+def test_the_gateway_config_is_the_exchangers_plus_its_section_and_loads(
+        helm: Helm, tmp_path: Path) -> None:
+    for values in ({}, VARIATIONS["mappings elsewhere"], VARIATIONS["extra config"]):
+        for namespace in ("kubegate", "platform"):
+            documents = helm.template(CHART, namespace=namespace,
+                                      values={**values, **GATEWAY_ON})
+            both = gateway_config(documents)
+            assert {k: v for k, v in both.items() if k != "gateway"} == config_of(documents)
+            path = tmp_path / f"gateway-{uuid.uuid4().hex[:6]}.yaml"
+            path.write_text(yaml.safe_dump(both))
+            loaded = load_config(path, environ={"HOME": str(tmp_path)}).gateway
+            assert loaded is not None
+            assert (loaded.cluster, loaded.listen, loaded.max_connections) == (
+                "in-cluster", "0.0.0.0:8443", 1000)
+            assert loaded.recordings == Path("/var/lib/kubegate/recordings")
+
+
+def test_gateway_values_render_as_documented(helm: Helm) -> None:
+    documents = helm.template(CHART, namespace="platform", values={"gateway": {
+        "enabled": True, "replicas": 3, "maxConnections": 250, "tls": {"secretName": "gw-tls"},
+        "recordings": {"persistentVolumeClaim": "recordings"}}})
+    deployment = find(documents, "Deployment", "kubegate-gateway")
+    assert deployment["spec"]["replicas"] == 3
+    assert gateway_config(documents)["gateway"]["maxConnections"] == 250
+    spec = deployment["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["tls"]["secret"] == {"secretName": "gw-tls"}
+    assert volumes["recordings"]["persistentVolumeClaim"] == {"claimName": "recordings"}
+    (gateway,) = spec["containers"]
+    mounts = {m["name"]: m for m in gateway["volumeMounts"]}
+    assert mounts["recordings"] == {"name": "recordings", "subPathExpr": "$(POD_NAME)",
+                                    "mountPath": "/var/lib/kubegate/recordings"}
+    assert gateway["args"] == ["gateway", "--config", "/etc/kubegate/config.yaml"]
+    assert gateway["args"][0] in SUBCOMMANDS
+    cluster_scoped = {(d["kind"], d["metadata"]["name"]) for d in documents
+                      if "namespace" not in d["metadata"]
+                      and d["metadata"]["name"].startswith("kubegate-platform-gateway")}
+    assert cluster_scoped == {("ClusterRole", "kubegate-platform-gateway-impersonate"),
+                              ("ClusterRoleBinding", "kubegate-platform-gateway-impersonate"),
+                              ("ClusterRoleBinding", "kubegate-platform-gateway-tokenreview")}
+    tokenreview = find(documents, "ClusterRoleBinding", "kubegate-platform-gateway-tokenreview")
+    assert tokenreview["roleRef"]["name"] == "kubegate-platform-exchanger-tokenreview"
+    assert tokenreview["subjects"] == [{"kind": "ServiceAccount", "name": "kubegate-gateway",
+                                        "namespace": "platform"}]
 
 
 # -- values -----------------------------------------------------------------------------------
@@ -464,6 +562,32 @@ def test_its_service_account_cannot_read_secrets_or_other_namespaces(
         ("get", "kubegatesessions.kubegate.io", "-n", "kubegate"),
     ]
     assert [request for request in refused if can_i(kubectl, me, *request)] == []
+
+
+def test_the_gateways_service_account_may_do_what_the_base_gateways_may(
+        helm: Helm, control_plane: ControlPlane) -> None:
+    namespace = f"helm-gw-{uuid.uuid4().hex[:8]}"
+    rendered = helm.template_text(CHART, namespace=namespace, values=GATEWAY_ON)
+    assert rendered.returncode == 0, rendered.stderr
+    kubectl = admin(control_plane)
+    applying = subprocess.run(  # noqa: S603 - the pinned kubectl, the admin kubeconfig
+        [str(kubectl.binary), f"--kubeconfig={kubectl.kubeconfig}", "apply", "--server-side",
+         "-f", "-"], input=rendered.stdout, capture_output=True, text=True, timeout=120,
+        check=False)
+    assert applying.returncode == 0, applying.stderr
+    ok(kubectl.run("apply", "--server-side", "-k", str(BASE)))
+    ok(kubectl.run("apply", "--server-side", "-k", str(GATEWAY)))
+    me = f"system:serviceaccount:{namespace}:kubegate-gateway"
+    base_user = "system:serviceaccount:kubegate:kubegate-gateway"
+    for where, base_where in ((namespace, "kubegate"), ("default", "default")):
+        mine = rules_of(kubectl, me, where) - rules_of(
+            kubectl, f"system:serviceaccount:{namespace}:nobody", where)
+        bases = rules_of(kubectl, base_user, base_where) - rules_of(
+            kubectl, "system:serviceaccount:kubegate:nobody", base_where)
+        assert mine == bases, where
+        assert ("users", "", "impersonate") in mine
+    assert not can_i(kubectl, me, "impersonate", "serviceaccounts", "-n", namespace)
+    assert not can_i(kubectl, me, "get", "secrets", "-n", namespace)
 
 
 def test_the_documented_helm_install_takes_over_a_namespace_holding_the_tls_secret(
