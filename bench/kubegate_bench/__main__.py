@@ -1,8 +1,8 @@
 """`python -m kubegate_bench [--quick | --smoke] [--only 1,3] [--out DIR] [--profile]`:
 run the benchmarks, print the table, write DIR/results.json and DIR/bench.png.
 
-Order: the in-process ones (4, 2), the self-issued load (1), scale (7), exec plugin (8) and the
-audit report over a large log (14),
+Order: the in-process ones (4, 2), the self-issued load (1), scale (7), exec plugin (8), the
+audit report over a large log (14), kubegate against its peer Dex with a Go load generator (15),
 then the ones that need the real control plane (3, 5, 9, 13), then memory (6, from what 1 and 5
 recorded). A benchmark that breaks is reported as an error and the rest still run; the exit
 status is 1 then. Missing a target is a result, not an error.
@@ -35,18 +35,21 @@ from kubegate_bench import (
     b12_tracing,
     b13_session_index,
     b14_audit_report,
+    b15_peer,
+    b17_gateway,
     kube_env,
     report,
 )
 from kubegate_bench.common import SIZES, Context, Mode, Outcome
 
-ALL = ("4", "2", "12", "1", "7", "8", "10", "11", "14", "3", "5", "9", "13", "6")
-NEEDS_CLUSTER = ("3", "5", "9", "13")
+ALL = ("4", "2", "12", "1", "7", "8", "10", "11", "14", "15", "3", "5", "9", "13", "17", "6")
+NEEDS_CLUSTER = ("3", "5", "9", "13", "17")
 TITLES = {"1": b1_throughput.TITLE, "2": b2_verify.TITLE, "3": b3_tokenrequest.TITLE,
           "4": b4_mappings.TITLE, "5": b5_sidecar.TITLE, "6": b6_memory.TITLE,
           "7": b7_scale.TITLE, "8": b8_exec_cache.TITLE, "9": b9_trustmappings.TITLE,
           "10": b10_people_plugin.TITLE, "11": b11_https.TITLE, "12": b12_tracing.TITLE,
-          "13": b13_session_index.TITLE, "14": b14_audit_report.TITLE}
+          "13": b13_session_index.TITLE, "14": b14_audit_report.TITLE,
+          "15": b15_peer.TITLE, "17": b17_gateway.TITLE}
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "out"
 
 
@@ -115,14 +118,14 @@ def _dispatch(bench: str, ctx: Context, env: kube_env.KubeEnv | None, env_error:
         if env is None:
             raise RuntimeError(f"no control plane: {env_error.strip().splitlines()[-1]}")
         kube_runs = {"3": b3_tokenrequest.run, "5": b5_sidecar.run, "9": b9_trustmappings.run,
-                     "13": b13_session_index.run}
+                     "13": b13_session_index.run, "17": b17_gateway.run}
         return kube_runs[bench](ctx, env)
     if bench == "6":
         return b6_memory.run(ctx, outcomes)
     runs: dict[str, Callable[[Context], Outcome]] = {
         "1": b1_throughput.run, "2": b2_verify.run, "4": b4_mappings.run, "7": b7_scale.run,
         "8": b8_exec_cache.run, "10": b10_people_plugin.run, "11": b11_https.run,
-        "12": b12_tracing.run, "14": b14_audit_report.run}
+        "12": b12_tracing.run, "14": b14_audit_report.run, "15": b15_peer.run}
     return runs[bench](ctx)
 
 
