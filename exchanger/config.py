@@ -19,6 +19,9 @@ File format (YAML; every field optional unless marked):
                                        # of a configured tokenRequest cluster (default: none)
     healthListen: 0.0.0.0:8081         # plaintext gRPC serving only grpc.health.v1, for
                                        # Kubernetes gRPC probes (they speak no TLS); "" = off
+    workers: 2                         # exchanger processes on the one port (`serve
+                                       # --workers`, which wins); default: the CPUs the process
+                                       # may use, 1 with audit checkpoints or a Unix socket
     httpListen: 0.0.0.0:8445           # OAuth 2.0 Token Exchange (RFC 8693) over HTTPS, with
                                        # the `tls` files and the rules of `listen`; "" = off
     httpPublicUrl: https://kubegate.example.com:8445   # its RFC 8414 `issuer` (default:
@@ -64,7 +67,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from exchanger.access.settings import AccessConfig, StoreLocation, read_access
@@ -157,6 +160,7 @@ class Config:
     http_public_url: str = ""  # httpPublicUrl: "" = https://<httpListen> as bound
     access: AccessConfig = field(default_factory=AccessConfig)  # access: requests, sessions
     gateway: GatewaySettings | None = None  # gateway: `kubegate gateway` (None when absent)
+    workers: int = 0  # workers: exchanger processes for `serve` (0: its default)
 
     def cluster(self, name: str) -> ClusterConfig:
         return next(c for c in self.clusters if c.name == name)
@@ -194,7 +198,8 @@ EMBEDDED_DEFAULT: dict[str, Any] = {
 
 _TOP = {"listen", "tls", "plaintext", "metricsListen", "stateDir", "auditLog", "mappings",
         "reloadInterval", "issuers", "clusters", "selfIssued", "rateLimit", "mappingSources",
-        "healthListen", "audit", "httpListen", "httpPublicUrl", "access", "gateway"}
+        "healthListen", "audit", "httpListen", "httpPublicUrl", "access", "gateway",
+        "workers"}
 
 
 def build_config(data: object, *, base: Path, environ: Mapping[str, str], source: str) -> Config:
@@ -240,6 +245,7 @@ def build_config(data: object, *, base: Path, environ: Mapping[str, str], source
         read, top.get("gateway"), base=base, state_dir=state_dir, exchanger_audit_log=audit_log,
         clusters={c.name: bool(c.token_file or c.client_cert_file or c.kubeconfig)
                   for c in clusters})
+    workers = _workers(read, top.get("workers"))
     if report.problems:
         raise ConfigError(report.problems)
     return Config(
@@ -254,8 +260,22 @@ def build_config(data: object, *, base: Path, environ: Mapping[str, str], source
         mapping_files=mapping_files, mapping_cluster=mapping_cluster,
         health_listen=read.address(top, "healthListen", "", unix=False),
         checkpoints=checkpoints, http_listen=http_listen, http_public_url=http_public_url,
-        access=access, gateway=gateway,
+        access=access, gateway=gateway, workers=workers,
     )
+
+
+MAX_WORKERS: Final = 256
+
+
+def _workers(read: Fields, value: object) -> int:
+    """`workers`: a whole number from 1 to MAX_WORKERS, or absent (0: serve's default)."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WORKERS:
+        read.problem("workers", f"expected a whole number from 1 to {MAX_WORKERS}, got "
+                     f"{value!r}"[:120])
+        return 0
+    return value
 
 
 def _http(read: Fields, top: dict[str, Any], tls: TLSFiles | None,

@@ -11,8 +11,8 @@ Traces are exported when configured (`--otlp-endpoint`, or the standard `OTEL_*`
 `os.environ`. Without them OpenTelemetry is never imported. Logs go to stderr as text or, with
 `--log-format json`, as JSON lines (`kubegate.logformat`).
 
-`--workers N` (default: the CPUs this process may use; 1 when the config has
-`audit.checkpoints` or a Unix socket `listen`) runs N exchanger processes on one port under a
+`--workers N` (or the config's `workers: N`; default: the CPUs this process may use, 1 when
+the config has `audit.checkpoints` or a Unix socket `listen`) runs N exchanger processes on one port under a
 parent (`exchanger.prefork`); `--workers 1` is the single process, exactly as before. The
 hidden `--worker-*` flags are how the parent starts a worker (`kubegate serve
 --worker-index I --workers N ...`); a start failure prints the same message either way."""
@@ -46,8 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="export traces by OTLP/HTTP to URL (a base URL: /v1/traces is "
                         "added); default: the OTEL_EXPORTER_OTLP_* variables, if set")
     parser.add_argument("--workers", type=_worker_count, metavar="N",
-                        help="exchanger processes on the one port (default: the CPUs this "
-                        "process may use; 1 with audit checkpoints or a Unix socket)")
+                        help="exchanger processes on the one port (default: the config's "
+                        "`workers`, else the CPUs this process may use; 1 with audit "
+                        "checkpoints or a Unix socket)")
     parser.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--worker-listen", default="", help=argparse.SUPPRESS)
     parser.add_argument("--worker-http-listen", default="", help=argparse.SUPPRESS)
@@ -111,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
         settings = tracing.read_tracing_settings(os.environ, args.otlp_endpoint)
-        workers = args.workers or _default_workers(config)
+        workers = args.workers or config.workers or _default_workers(config)
         if workers > 1:
             return _run_parent(args, config, settings, workers)
         traces = tracing.start_tracing(settings) if settings is not None else None

@@ -117,6 +117,24 @@ def test_a_worker_config_has_its_file_its_share_and_no_listener_of_the_parent(
                                health_listen=config.health_listen) == config
 
 
+def test_the_config_names_a_worker_count_or_leaves_it_to_serve(tmp_path: Path) -> None:
+    assert load_config(_config(tmp_path), environ={}).workers == 0
+    assert load_config(_config(tmp_path, workers=3), environ={}).workers == 3
+
+
+@pytest.mark.parametrize("value", [0, -1, 257, "2", 1.5, True, None])
+def test_a_worker_count_that_is_no_whole_number_from_1_to_256_is_refused(
+    tmp_path: Path, value: object,
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"workers": value}))
+    if value is None:  # `workers:` left empty is absent
+        assert load_config(path, environ={}).workers == 0
+        return
+    with pytest.raises(ConfigError, match="workers: expected a whole number from 1 to 256"):
+        load_config(path, environ={})
+
+
 def test_several_workers_refuse_a_unix_socket_and_checkpoints(tmp_path: Path) -> None:
     config = load_config(_config(tmp_path, listen=f"unix:{tmp_path}/x.sock"), environ={})
     check_workers(config, 1)
