@@ -9,7 +9,9 @@ a pod's token file, and with its API proxy on.
 - `kubectl get pods` through the proxy against kubectl straight to the apiserver with the same
   token: at most 1.15x (median of alternating runs; separate discovery caches, both warm).
 
-The sidecar's RSS after `idle_seconds` of idling (ready, nothing asked) feeds benchmark 6.
+The sidecar's RSS after `idle_seconds` of idling (ready, nothing asked) feeds benchmark 6, for
+the gRPC route and for a second sidecar exchanging over the RFC 8693 HTTPS endpoint
+(`--server https://...`, which never imports gRPC).
 """
 
 from __future__ import annotations
@@ -54,11 +56,19 @@ def run(ctx: Context, env: KubeEnv) -> Outcome:
         "--ca-file", str(env.exchanger.ca_file), "--token-file", str(token_file),
         "--socket", str(socket_path), "--proxy-listen", f"127.0.0.1:{proxy_port}",
         "--log-level", "WARNING"], folder)
+    https_socket = folder / "run-https" / "kubegate.sock"
+    https_sidecar = start_process("b5-sidecar-https", [
+        *KUBEGATE, "sidecar", "--server", env.https_url,
+        "--ca-file", str(env.exchanger.ca_file), "--token-file", str(token_file),
+        "--socket", str(https_socket), "--log-level", "WARNING"], folder)
     floor: Process | None = None
     try:
         _wait_ready(sidecar, str(socket_path))
+        _wait_ready(https_sidecar, str(https_socket))
         time.sleep(ctx.sizes.idle_seconds)
         outcome.data["sidecar_idle_rss_mib"] = rss_mib(sidecar.popen.pid)
+        outcome.data["sidecar_https_idle_rss_mib"] = rss_mib(https_sidecar.popen.pid)
+        https_sidecar.stop()
         body = _credential_body(str(socket_path))
         floor_socket = folder / "floor.sock"
         floor = start_process("b5-floor", [PYTHON, "-m", "kubegate_bench.unix_http",
@@ -73,6 +83,7 @@ def run(ctx: Context, env: KubeEnv) -> Outcome:
     finally:
         if floor is not None:
             floor.stop()
+        https_sidecar.stop()
         sidecar.stop()
     return outcome
 

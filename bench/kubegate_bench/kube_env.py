@@ -25,6 +25,7 @@ from kubegate_bench.controlplane import (
     cluster_entry,
     find_binaries,
 )
+from kubegate_bench.procs import free_port
 from kubegate_bench.tokens import AUDIENCE, BenchIssuer, github_mapping
 
 POD_READER = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
@@ -44,6 +45,7 @@ class KubeEnv:
     pod_token: str  # the pod's own service-account token (audience kubegate)
     github: BenchIssuer
     exchanger: exchangers.ExchangerProcess
+    https_url: str  # the exchanger's RFC 8693 token endpoint (`httpListen`)
 
     def kube_client(self) -> KubernetesClient:
         """The exchanger's own Kubernetes client class, with the exchanger's credentials."""
@@ -104,8 +106,10 @@ spec:
 ---
 {github_mapping("github-deploy", GRANT % web)}"""
     state = work / "kube-exchanger"
+    http_port = free_port()
     config = exchangers.write_config(
         state, mappings=mappings, rateLimit=exchangers.UNLIMITED,
+        httpListen=f"127.0.0.1:{http_port}",
         issuers=[{"name": "cluster", "url": plane.issuer, "audiences": [AUDIENCE],
                   "algorithms": ["ES256"], "keys": {"kubernetes": {"cluster": "test"}}},
                  github.issuer_entry()],
@@ -114,4 +118,5 @@ spec:
     return KubeEnv(plane=plane, cluster=cluster, namespace=web,
                    pod=ObjectRef(kind="Pod", name=pod.metadata.name, uid=pod.metadata.uid,
                                  namespace=web),
-                   pod_token=pod_token, github=github, exchanger=exchanger)
+                   pod_token=pod_token, github=github, exchanger=exchanger,
+                   https_url=f"https://127.0.0.1:{http_port}")
