@@ -17,13 +17,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubegate_bench.procs import cpu_seconds, rss_mib
+from kubegate_bench.procs import RssSampler, cpu_seconds, rss_mib
 
 REPO = Path(__file__).resolve().parents[2]
 _TOOLS = REPO / "tools"
@@ -114,37 +113,6 @@ def tree_rss_mib(root: int) -> float:
 
 
 @dataclass(kw_only=True)
-class TreeRssSampler:
-    """The process tree's summed RSS every `interval` seconds on a thread; `peak` is the
-    highest sum seen."""
-
-    pid: int
-    interval: float = 0.2
-    samples: list[float] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def __enter__(self) -> TreeRssSampler:
-        self._thread = threading.Thread(target=self._run, name="tree-rss", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self.samples.append(tree_rss_mib(self.pid))
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.samples.append(tree_rss_mib(self.pid))
-
-    @property
-    def peak(self) -> float:
-        return max(self.samples, default=0.0)
-
-
-@dataclass(kw_only=True)
 class LoadResult:
     """One loadgen run against one server, with the server tree's CPU over the same calls."""
 
@@ -181,7 +149,7 @@ def run_load(*, loadgen: Path, target: str, server_pid: int, args: Sequence[str]
     argv = [str(loadgen), *args, "-concurrency", str(concurrency), "-duration", f"{seconds}s",
             "-warmup", f"{warmup}s", "-offset", str(offset)]
     cpu_before = tree_cpu_seconds(server_pid)
-    with TreeRssSampler(pid=server_pid) as rss:
+    with RssSampler(pid=server_pid, interval=0.2, measure=tree_rss_mib) as rss:
         done = subprocess.run(argv, capture_output=True, text=True,  # noqa: S603
                               timeout=seconds + warmup + 120, check=False)
     cpu = tree_cpu_seconds(server_pid) - cpu_before

@@ -11,7 +11,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,10 +92,13 @@ def start_exchanger_process(name: str, config_file: Path, workdir: Path,
 
 @dataclass(kw_only=True)
 class RssSampler:
-    """Samples a process's RSS on a thread every `interval` seconds while running."""
+    """Samples a process's RSS (`measure`: of the process alone, or e.g. of its whole tree)
+    on a thread every `interval` seconds while running, and once more at the end; a process
+    that has gone ends the sampling."""
 
     pid: int
     interval: float = 0.1
+    measure: Callable[[int], float] = rss_mib
     samples: list[float] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -109,13 +112,19 @@ class RssSampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        self._sample()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            try:
-                self.samples.append(rss_mib(self.pid))
-            except (OSError, RuntimeError):
+            if not self._sample():
                 return
+
+    def _sample(self) -> bool:
+        try:
+            self.samples.append(self.measure(self.pid))
+        except (OSError, RuntimeError):
+            return False
+        return True
 
     @property
     def peak(self) -> float:

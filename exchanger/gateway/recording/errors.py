@@ -8,7 +8,7 @@ stream content (a token typed at a prompt would otherwise reach a log).
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 from kubegate.errors import Code, KubegateError
 
@@ -44,3 +44,26 @@ class RecordingReadError(RecordingError):
 
     code = Code.DATA_LOSS
     reason_code = "RECORDING_UNREADABLE"
+
+
+EventT = TypeVar("EventT")
+
+
+class StreamParser(Generic[EventT]):
+    """A parser of one direction of a stream that stays broken: after its first
+    ProtocolViolation every `feed` raises it again (what follows a bad frame cannot be framed).
+    Subclasses parse in `_feed`."""
+
+    _broken: ProtocolViolation | None = None
+
+    def feed(self, data: bytes) -> list[EventT]:
+        if self._broken is not None:
+            raise self._broken
+        try:
+            return self._feed(memoryview(data))
+        except ProtocolViolation as violation:
+            self._broken = violation
+            raise
+
+    def _feed(self, data: memoryview) -> list[EventT]:
+        raise NotImplementedError

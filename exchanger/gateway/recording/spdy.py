@@ -23,7 +23,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from exchanger.gateway.recording.errors import ProtocolViolation
+from exchanger.gateway.recording.errors import ProtocolViolation, StreamParser
 from exchanger.gateway.recording.spdy_dictionary import SPDY3_DICTIONARY
 
 MAX_CONTROL = 256 * 1024
@@ -55,23 +55,13 @@ class StreamReset:
 Event = StreamOpened | StreamData | StreamReset
 
 
-class FrameParser:
+class FrameParser(StreamParser[Event]):
     def __init__(self) -> None:
         self._head = bytearray()
         self._control: bytearray | None = None  # a control frame being gathered
         self._control_type, self._control_length = 0, 0
         self._data_stream, self._data_left, self._data_fin = 0, 0, False
         self._inflate = zlib.decompressobj(zdict=SPDY3_DICTIONARY)
-        self._broken: ProtocolViolation | None = None
-
-    def feed(self, data: bytes) -> list[Event]:
-        if self._broken is not None:
-            raise self._broken
-        try:
-            return self._feed(memoryview(data))
-        except ProtocolViolation as violation:
-            self._broken = violation
-            raise
 
     def _feed(self, data: memoryview) -> list[Event]:
         events: list[Event] = []

@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from exchanger.gateway.recording.errors import ProtocolViolation
+from exchanger.gateway.recording.errors import ProtocolViolation, StreamParser
 
 MAX_FRAME = 16 * 1024 * 1024  # declared payload length; client-go writes at most 32 KiB
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
@@ -49,7 +49,7 @@ class _Frame:
     done: int = 0  # payload bytes already handed on
 
 
-class FrameParser:
+class FrameParser(StreamParser[Event]):
     """Frames of one direction: `masked` is True for client -> server."""
 
     def __init__(self, *, masked: bool, max_frame: int = MAX_FRAME) -> None:
@@ -59,16 +59,6 @@ class FrameParser:
         self._control = bytearray()  # a control frame's payload (<= 125 bytes)
         self._message: bool | None = None  # the open message's `text`, None when none is open
         self._first = False
-        self._broken: ProtocolViolation | None = None
-
-    def feed(self, data: bytes) -> list[Event]:
-        if self._broken is not None:
-            raise self._broken
-        try:
-            return self._feed(memoryview(data))
-        except ProtocolViolation as violation:
-            self._broken = violation
-            raise
 
     def _feed(self, data: memoryview) -> list[Event]:
         events: list[Event] = []
