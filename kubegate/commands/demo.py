@@ -4,9 +4,12 @@ It starts a stand-in for GitHub Actions' OIDC issuer, one for an organisation's 
 provider, and an exchanger (loopback, TLS from a generated CA, self-issued credentials) that
 trusts them through two trust mappings, then makes four real gRPC exchanges: a deploy job the
 CI mapping allows and a pull_request job it does not; an engineer in the SRE leads' group, who
-gets a credential under her own name, and one outside it. It prints the decisions, the audit
-lines they left and the audit chain's verification, and stops everything. Exit status 0 when
-each caller got the expected decision, 1 otherwise.
+gets a credential under her own name, and one outside it. Then break-glass (refused, asked
+for, approved, granted, revoked), alice's credential through the identity-aware gateway in
+front of a stand-in for kube-apiserver (`demo_gateway`), and the audit report's view of the
+sessions. It prints the decisions, the audit lines they left and the audit chain's
+verification, and stops everything. Exit status 0 when every step went as expected, 1
+otherwise.
 
 No credential is ever printed whole: only its first 12 characters.
 """
@@ -26,14 +29,16 @@ import yaml
 from exchanger.audit.chain import verify_chain
 from exchanger.auditreport.model import Problem
 from exchanger.blast.identities import describe_identity
-from exchanger.config import build_config
+from exchanger.config import Config, build_config
 from exchanger.mappings.validate import parse_mapping
 from exchanger.server import RunningExchanger, start_exchanger
 from kubegate.client.access import AccessClient
 from kubegate.client.rpc import ExchangeClient
+from kubegate.commands.demo_gateway import ApiServerStandIn, gateway_scene
 from kubegate.commands.demo_scene import (
     BREAK_GLASS_MAPPING,
     BREAK_GLASS_NAME,
+    CLUSTER_NAME,
     DEMO_JOBS,
     DEMO_MAPPING,
     MAPPING_NAME,
@@ -90,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_demo(state_dir: Path, stack: contextlib.ExitStack, *, keep: bool) -> bool:
     issuer = stack.enter_context(DemoIssuer(state_dir / "issuer"))
     people = stack.enter_context(DemoIssuer(state_dir / "people-issuer"))
+    api_server = stack.enter_context(ApiServerStandIn(state_dir / "apiserver"))
     mapping_file = state_dir / "mappings" / "web.yaml"
     mapping_file.parent.mkdir(parents=True, exist_ok=True)
     mapping_file.write_text(DEMO_MAPPING, encoding="utf-8")
@@ -99,26 +105,46 @@ def _run_demo(state_dir: Path, stack: contextlib.ExitStack, *, keep: bool) -> bo
     config = build_config(
         demo_config(state_dir=state_dir, issuer_url=issuer.url, issuer_ca=issuer.ca_file,
                     people_url=people.url, people_ca=people.ca_file,
-                    discovery_port=free_port()),
+                    discovery_port=free_port(), api_server=api_server.url,
+                    api_ca=api_server.ca_file, gateway_token_file=api_server.token_file),
         base=state_dir, environ={}, source="kubegate demo")
     audit_lines_before = _read_lines(config.audit_log)
     started = time.time()
     running = start_exchanger(config)
     stack.callback(running.stop)
-    print(_header(state_dir, issuer, people, running, mapping_file, keep))
+    print(_header(state_dir, issuer, people, running, mapping_file, keep, api_server.url))
     with ExchangeClient(f"127.0.0.1:{running.port}", ca_file=running.ca_file) as client:
         outcomes = [_attempt(client, people if job.person else issuer, job)
                     for job in DEMO_JOBS]
     for number, outcome in enumerate(outcomes, start=1):
         print(_describe(number, outcome))
     glass_ok = _break_glass(running, people, len(outcomes) + 1)
-    report_ok = _report(config.audit_log, len(outcomes) + 2, since=started)
+    gateway_ok = _gateway(config, running, people, api_server, outcomes, len(outcomes) + 2)
+    report_ok = _report(config.audit_log, len(outcomes) + 3, since=started)
     chain_ok = _show_audit(config.audit_log, len(audit_lines_before))
-    ok = chain_ok and glass_ok and report_ok and all(o.as_expected for o in outcomes)
+    ok = (chain_ok and glass_ok and gateway_ok and report_ok
+          and all(o.as_expected for o in outcomes))
     print("\ndemo result: " + ("ok: the deploy job and alice were allowed, the pull_request "
                                "and bob denied; bob's break-glass worked only once alice "
-                               "approved it" if ok else "NOT as expected (see above)"))
+                               "approved it; the gateway relayed alice as herself until her "
+                               "session was revoked" if ok else "NOT as expected (see above)"))
     return ok
+
+
+def _gateway(config: Config, running: RunningExchanger, people: DemoIssuer,
+             api_server: ApiServerStandIn, outcomes: list[Outcome], number: int) -> bool:
+    """Alice's credential (the sre-ops one above) through `kubegate gateway`; she revokes her
+    own session with her ID token, as `kubegate sessions revoke` would."""
+    alice = next((o.credential for o in outcomes if o.credential is not None
+                  and o.credential.mapping == PEOPLE_MAPPING_NAME), None)
+    if alice is None:
+        print(f"\n[{number}] kubegate gateway: skipped, alice got no credential (UNEXPECTED)")
+        return False
+    id_token = people.mint(person_claims("alice@example.com", ["sre-leads", "engineers"]))
+    return gateway_scene(config, stand_in=api_server, credential=alice,
+                         revoke_as=lambda: id_token,
+                         exchanger=(f"127.0.0.1:{running.port}", running.ca_file),
+                         number=number)
 
 
 def _break_glass(running: RunningExchanger, people: DemoIssuer, number: int) -> bool:
@@ -193,7 +219,8 @@ def _report(audit_log: Path, number: int, *, since: float) -> bool:
 
 
 def _header(state_dir: Path, issuer: DemoIssuer, people: DemoIssuer,
-            running: RunningExchanger, mapping_file: Path, keep: bool) -> str:
+            running: RunningExchanger, mapping_file: Path, keep: bool, api_server: str,
+            ) -> str:
     where = "kept" if keep else "removed at the end; keep it with --state-dir"
     return "\n".join([
         "kubegate demo: everything runs on 127.0.0.1; nothing leaves this machine",
@@ -202,6 +229,8 @@ def _header(state_dir: Path, issuer: DemoIssuer, people: DemoIssuer,
         f"  sign-in issuer {people.url} (a stand-in for the organisation's OIDC "
         "provider: people's ID tokens)",
         f"  exchanger      127.0.0.1:{running.port} (gRPC over TLS, CA {running.ca_file})",
+        f"  cluster        {CLUSTER_NAME} at {api_server} (not a cluster: a stand-in for "
+        "kube-apiserver, for the gateway)",
         f"  trust mapping  {MAPPING_NAME} ({mapping_file})",
         f"                 admits {_who(DEMO_MAPPING)}",
         f"  trust mapping  {PEOPLE_MAPPING_NAME} ({mapping_file.parent / 'people.yaml'})",

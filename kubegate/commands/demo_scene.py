@@ -254,10 +254,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def demo_config(*, state_dir: Path, issuer_url: str, issuer_ca: Path, people_url: str,
-                people_ca: Path, discovery_port: int) -> dict[str, Any]:
+                people_ca: Path, discovery_port: int, api_server: str, api_ca: Path,
+                gateway_token_file: Path) -> dict[str, Any]:
     """The exchanger's config: loopback gRPC with generated TLS, the two demo issuers, and one
     self-issued cluster. The self-issued discovery listener gets a real port because its
-    issuer URL (what a cluster would trust) defaults from it."""
+    issuer URL (what a cluster would trust) defaults from it. The cluster's server is the
+    demo's stand-in for kube-apiserver, and its credentials are the gateway's own: the same
+    file configures `kubegate gateway` (its `gateway:` section, loopback, generated TLS)."""
     return {
         "listen": "127.0.0.1:0",
         "stateDir": str(state_dir),
@@ -267,7 +270,9 @@ def demo_config(*, state_dir: Path, issuer_url: str, issuer_ca: Path, people_url
                     {"name": PEOPLE_ISSUER_NAME, "url": people_url,
                      "audiences": [PEOPLE_CLIENT_ID], "keys": "discovery",
                      "caFile": str(people_ca), "kind": "oidc"}],
-        "clusters": [{"name": CLUSTER_NAME, "server": "https://127.0.0.1:6443",
-                      "backend": "selfIssued"}],
+        "clusters": [{"name": CLUSTER_NAME, "server": api_server, "caFile": str(api_ca),
+                      "backend": "selfIssued",
+                      "credentials": {"tokenFile": str(gateway_token_file)}}],
         "selfIssued": {"listen": f"127.0.0.1:{discovery_port}"},
+        "gateway": {"listen": "127.0.0.1:0", "cluster": CLUSTER_NAME},
     }

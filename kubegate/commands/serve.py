@@ -12,9 +12,9 @@ Traces are exported when configured (`--otlp-endpoint`, or the standard `OTEL_*`
 `--log-format json`, as JSON lines (`kubegate.logformat`).
 
 `--workers N` (or the config's `workers: N`; default: the CPUs this process may use, 1 when
-the config has `audit.checkpoints` or a Unix socket `listen`) runs N exchanger processes on one port under a
-parent (`exchanger.prefork`); `--workers 1` is the single process, exactly as before. The
-hidden `--worker-*` flags are how the parent starts a worker (`kubegate serve
+the config has `audit.checkpoints` or a Unix socket `listen`) runs N exchanger processes on
+one port under a parent (`exchanger.prefork`); `--workers 1` is the single process, exactly
+as before. The hidden `--worker-*` flags are how the parent starts a worker (`kubegate serve
 --worker-index I --workers N ...`); a start failure prints the same message either way."""
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """`kubegate demo` on a machine with no cluster and no network: it finishes well within a
-minute, shows for CI jobs and for people one allowed and one denied exchange each, with a
-verified audit chain, and never prints a whole token."""
+minute, shows for CI jobs and for people one allowed and one denied exchange each, break-glass,
+alice's credential through the gateway (in front of a stand-in for kube-apiserver), with
+verified audit chains, and never prints a whole token."""
 
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ def test_the_demo_exits_0_with_an_allow_and_a_deny_for_jobs_and_for_people(
             and not line.strip().startswith("(")]
     assert rows == ["web-production-deploy", "sre-ops", "break-glass-admin"]
     assert "approved by alice@example.com; revoked early" in report
+    assert "as oidc:alice@example.com; session-revoked early" in report  # at the gateway
     assert "with approval      allow: user oidc:bob@example.com [kubegate:break-glass]" in out
     assert "demo result: ok" in out
 
@@ -60,18 +62,64 @@ def test_the_demo_prints_the_audit_lines_and_a_verified_chain(
     records = [json.loads(line) for line in lines]
     assert [r["decision"] for r in records] == [
         "allow", "deny", "allow", "deny",            # two CI jobs, two engineers
-        "deny", "access", "access", "allow", "access", "access", "deny"]
+        "deny", "access", "access", "allow", "access", "access", "deny",
+        "access"]                                    # alice revokes her session (gateway)
     # break-glass: refused, asked, approved, granted (naming the request and its approver),
     # first use, revoked, refused again
     assert records[2]["grant"]["user"] == "oidc:alice@example.com"
     assert 'groups contains "sre-leads"' in records[3]["detail"] and "bob" not in lines[3]
     assert records[4]["reason"] == "APPROVAL_REQUIRED"
     assert [r["access"]["event"] for r in records if r["decision"] == "access"] == [
-        "created", "approved", "activated", "revoked"]
+        "created", "approved", "activated", "revoked", "session-revoked"]
     assert records[10]["reason"] == "APPROVAL_REQUIRED"
     assert records[7]["access_request"] == records[5]["access"]["request"]
     assert records[7]["approvers"] == ["alice@example.com"]
-    assert "audit chain: ok, 11 lines verified" in demo.stdout
+    assert records[11]["access"]["event"] == "session-revoked"
+    assert records[11]["session_id"] == records[2]["session_id"]
+    assert "audit chain: ok, 12 lines verified" in demo.stdout
+
+
+def gateway_scene(out: str) -> list[str]:
+    scene = out.split("] kubegate gateway: ", 1)[1].split("\n[", 1)[0]
+    return [line.strip() for line in scene.splitlines()[1:]]
+
+
+def test_the_demo_shows_alice_through_the_gateway_until_her_session_is_revoked(
+        demo: subprocess.CompletedProcess[str]) -> None:
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    out = demo.stdout
+    session = re.findall(r"session id   (\S+)", out)[1]  # alice's, from her exchange
+    server = re.search(r"cluster      demo (https://127\.0\.0\.1:\d+), namespace ops", out)
+    assert server is not None
+    lines = gateway_scene(out)
+    assert lines[0].startswith("gateway      https://127.0.0.1:")
+    assert lines[1] == (f"upstream     {server[1]}: no cluster here, so a stand-in for "
+                        "kube-apiserver that echoes who it was asked to act as")
+    # relayed as her, with her groups and session, under the gateway's own token
+    assert lines[2] == (
+        "GET /api/v1/namespaces/ops/pods with her credential -> 200: the API server was asked "
+        "to act as oidc:alice@example.com [kubegate:sre, oidc:sre-leads, oidc:engineers], "
+        f"session {session}, and shown the gateway's own token, never hers")
+    assert lines[3] == ("the same plus Impersonate-User: system:admin -> 403 "
+                        "IMPERSONATION_REFUSED (expected 403 IMPERSONATION_REFUSED), and "
+                        "nothing went upstream")
+    assert lines[4].startswith("her credential with kubegate:cluster-admins added to its "
+                               "groups -> 401 BAD_SIGNATURE")
+    cut = re.fullmatch(rf"kubegate sessions revoke {session} \(as alice\) -> revoked: her "
+                       r"open watch was cut (\d+\.\d+) s later", lines[5])
+    assert cut is not None and float(cut[1]) <= 1.0, lines[5]
+    assert lines[6].startswith("her credential again -> 403 SESSION_ENDED")
+    # the gateway's own request log, compactly, and its verified chain
+    assert [line.split()[:4] for line in lines[8:13]] == [
+        ["list", "/api/v1/namespaces/ops/pods", "200", "OK"],
+        ["list", "/api/v1/namespaces/ops/pods", "403", "IMPERSONATION_REFUSED"],
+        ["list", "/api/v1/namespaces/ops/pods", "401", "BAD_SIGNATURE"],
+        ["watch", "/api/v1/namespaces/ops/pods?watch=1", "200", "OK"],
+        ["list", "/api/v1/namespaces/ops/pods", "403", "SESSION_ENDED"]]
+    assert [line.split("session ")[1] for line in lines[8:13]] == [
+        session, session, "-", f"{session} (cut: revoked)", "-"], lines
+    assert lines[13] == "gateway audit chain: ok, 5 lines verified"
+    assert "the gateway relayed alice as herself until her session was revoked" in out
 
 
 def test_the_demo_never_prints_a_whole_token(demo: subprocess.CompletedProcess[str]) -> None:
@@ -85,7 +133,15 @@ def test_a_kept_state_dir_holds_the_audit_log_and_a_second_run_extends_it(
     for _ in range(2):
         result = run_demo("--state-dir", str(tmp_path / "state"))
         assert result.returncode == 0, result.stdout + result.stderr
-    assert "audit chain: ok, 22 lines verified" in result.stdout
-    assert len((tmp_path / "state" / "audit.log").read_text().splitlines()) == 22
+    assert "audit chain: ok, 24 lines verified" in result.stdout
+    assert len((tmp_path / "state" / "audit.log").read_text().splitlines()) == 24
     assert "after the revoke   deny APPROVAL_REQUIRED" in result.stdout
     assert JWT.search((tmp_path / "state" / "audit.log").read_text()) is None
+    # the gateway's request log too: this run's five lines shown, the whole chain verified
+    gateway_log = (tmp_path / "state" / "gateway-audit.log").read_text()
+    records = [json.loads(line) for line in gateway_log.splitlines()]
+    assert [r["decision"] for r in records] == ["gateway"] * 10
+    assert "gateway audit chain: ok, 10 lines verified" in result.stdout
+    assert len([line for line in gateway_scene(result.stdout) if "session " in line
+                and line.split()[0] in ("list", "watch")]) == 5
+    assert JWT.search(gateway_log) is None
