@@ -32,13 +32,15 @@ from exchanger.gateway.proxy_rules import (
     status_answer,
     upstream_headers,
 )
-from exchanger.gateway.proxy_sessions import Connection, SessionConnections
+from exchanger.gateway.proxy_sessions import SessionConnections
 from exchanger.gateway.proxy_upstream import GatewayUpstream
 from exchanger.gateway.session import Authenticator, GatewayRefusal, GatewaySession
 from exchanger.gateway.tap import StreamTap, TapFactory
-from kubegate.http import Closed, Downstream, Relay, RequestHead, Upstream, http_status
-from kubegate.http.errors import HeadTimeoutError, HttpError
-from kubegate.relayio.pump import CHUNK, IO_TIMEOUT, Pump
+from kubegate.http import Downstream, Relay, RequestHead, Upstream, http_status
+from kubegate.http.errors import HttpError
+from kubegate.relayio.connections import Connection
+from kubegate.relayio.head import read_head
+from kubegate.relayio.pump import IO_TIMEOUT, Pump
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +76,7 @@ class ProxiedExchange:
     def run(self) -> GatewayRequest | None:
         """Serve the request; None when the client sent none (nothing to record)."""
         try:
-            head = self._read_head()
+            head = read_head(self._client, self._downstream, self._deadline)
         except HttpError as error:
             self._answer(http_status(error), error.reason, error.public_message)
             return self._result(time.monotonic())
@@ -139,27 +141,6 @@ class ProxiedExchange:
             if tap is not None:
                 tap.close()
             tls.close()
-
-    def _read_head(self) -> RequestHead | None:
-        received = False
-        while True:
-            event = self._downstream.next_event()
-            if isinstance(event, RequestHead):
-                return event
-            if isinstance(event, Closed):
-                return None
-            remaining = self._deadline - time.monotonic()
-            try:
-                if remaining <= 0:
-                    raise TimeoutError
-                self._client.settimeout(remaining)
-                data = self._client.recv(CHUNK)
-            except TimeoutError:
-                if received:  # a slow head (slowloris): say so; silence is just closed
-                    raise HeadTimeoutError("no whole request head in time") from None
-                raise
-            received = received or bool(data)
-            self._downstream.receive(data)
 
     def _answer(self, status: int, reason: str, message: str) -> None:
         if self._relay is not None and self._relay.answered:

@@ -11,59 +11,25 @@ Rules of this module:
   (it wakes at the earliest deadline, or when a sooner one is attached), never by a thread
   per connection;
 - `cut` is quick and thread-safe: `SessionEnds` calls it from its own thread; it shuts
-  sockets down (which wakes the threads blocked on them) and never waits on a peer.
+  sockets down (`Connection.abort`, the shared `kubegate.relayio.connections` tracker, whose
+  `ended_by` then says why) and never waits on a peer.
 """
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable
 
 from exchanger.gateway.session import GatewaySession
+from kubegate.relayio.connections import Connection
 
 log = logging.getLogger(__name__)
 
 REMEMBER_SECONDS = 600.0
 EXPIRED = "expired"  # why a connection is cut at its session's not_after (a SessionEnd value)
-
-
-class Connection:
-    """The sockets one connection thread may block on, so a session's end (or `stop()`) can
-    wake it; `ended_by` says why it was cut ("" while it was not)."""
-
-    def __init__(self, client: socket.socket) -> None:
-        self._lock = threading.Lock()
-        self._sockets = [client]
-        self.ended_by = ""
-
-    def track(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._sockets.append(sock)
-            if self.ended_by:
-                _shutdown(sock)
-
-    def abort(self, why: str) -> None:
-        with self._lock:
-            self.ended_by = self.ended_by or why
-            for sock in self._sockets:
-                _shutdown(sock)
-
-    def close(self) -> None:
-        with self._lock:
-            for sock in self._sockets:
-                sock.close()
-
-
-def _shutdown(sock: socket.socket) -> None:
-    # socket.socket's own shutdown, also for TLS sockets: it wakes a blocked read or select
-    # without touching the TLS state another thread is using.
-    with contextlib.suppress(OSError):
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 class SessionConnections:

@@ -17,7 +17,9 @@ Rules of this module:
 - The TLS handshake and the whole request head must arrive within `head_timeout` of the
   accept, on the connection's own thread (a slow client never holds the accept loop).
 - At most `max_connections` connection threads: over the cap a connection is closed at once
-  by the accept loop (no thread, no handshake), and that refusal is recorded.
+  by the accept loop (no thread, no handshake), and that refusal is recorded. The accept
+  loop, the cap, the threads and `stop()` are the shared
+  `kubegate.relayio.connections.ConnectionServer` (the sidecar's proxy serves the same way).
 - `cut(session_id, why)` is the `SessionEnds` listener: it returns once every socket of that
   session's connections is shut down (the streams end within the pump's next wake-up).
 - A recording failure (the audit log) never fails a request: it is logged, and the request
@@ -27,24 +29,20 @@ Rules of this module:
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
-import selectors
 import socket
 import ssl
-import threading
 import time
 from pathlib import Path
 
 from exchanger.gateway.audit import GatewayAudit, GatewayRequest
 from exchanger.gateway.proxy import GatewayParts, ProxiedExchange, peer_name
-from exchanger.gateway.proxy_sessions import Connection
 from kubegate.addresses import HostPort, parse_host_port
+from kubegate.relayio.connections import Connection, ConnectionServer, bind_tcp
 
 log = logging.getLogger(__name__)
 
-THREAD_PREFIX = "kubegate-gateway"
-STOP_JOIN_TIMEOUT = 5.0
+BACKLOG = 1024
 TOO_MANY_CONNECTIONS = 503
 
 
@@ -60,35 +58,23 @@ def server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
 class GatewayServer:
     def __init__(self, parts: GatewayParts, *, listen: str, tls: ssl.SSLContext,
                  audit: GatewayAudit | None, max_connections: int = 1000) -> None:
-        if max_connections < 1:
-            raise ValueError("max_connections must be positive")
         self._parts, self._tls, self._audit = parts, tls, audit
         self._listen: HostPort = parse_host_port(listen)
-        self._max_connections = max_connections
-        self._lock = threading.Lock()
-        self._connections: dict[Connection, threading.Thread] = {}
-        self._numbers = itertools.count(1)
-        self._stopping = self._saturated = False
-        self._listener: socket.socket | None = None
-        self._wake: tuple[socket.socket, socket.socket] | None = None
-        self._accepting: threading.Thread | None = None
+        self._server: ConnectionServer[GatewayRequest] = ConnectionServer(
+            "gateway", max_connections=max_connections, serve=self._serve,
+            report=self._report, refuse=self._refuse)
         self.port = 0
 
     @property
     def open_connections(self) -> int:
-        with self._lock:
-            return len(self._connections)
+        return self._server.open_connections
 
     def start(self) -> None:
-        if self._listener is not None:
+        if self._server.started:
             raise RuntimeError("the gateway is already started")
-        self._listener = _bind(self._listen)
-        self._listener.setblocking(False)
-        self.port = self._listener.getsockname()[1]
-        self._wake = socket.socketpair()
-        self._accepting = threading.Thread(target=self._accept_loop,
-                                           name=f"{THREAD_PREFIX}-accept", daemon=True)
-        self._accepting.start()
+        listener = bind_tcp(self._listen.bind_host, self._listen.port, BACKLOG)
+        self.port = listener.getsockname()[1]
+        self._server.start(listener)
         log.info("gateway: listening on %s", HostPort(host=self._listen.host, port=self.port))
 
     def cut(self, session_id: str, why: str) -> None:
@@ -97,66 +83,11 @@ class GatewayServer:
 
     def stop(self) -> None:
         """Close the listener, end every connection, join the threads. Safe to call twice."""
-        with self._lock:
-            if self._stopping or self._listener is None:
-                return
-            self._stopping = True
-        assert self._wake is not None and self._accepting is not None
-        self._wake[1].send(b"x")
-        self._accepting.join()
-        self._listener.close()
-        with self._lock:
-            connections = dict(self._connections)
-        for connection in connections:
-            connection.abort("stopping")
-        for thread in connections.values():
-            thread.join(STOP_JOIN_TIMEOUT)
-        for sock in self._wake:
-            sock.close()
-
-    def _accept_loop(self) -> None:
-        assert self._listener is not None and self._wake is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._listener, selectors.EVENT_READ)
-            selector.register(self._wake[0], selectors.EVENT_READ)
-            while not self._stopping:
-                selector.select()
-                try:
-                    client, _ = self._listener.accept()
-                except (BlockingIOError, InterruptedError):
-                    continue
-                except OSError as error:  # out of descriptors: let connections finish
-                    log.warning("gateway: accept failed: %s", type(error).__name__)
-                    time.sleep(0.1)
-                    continue
-                self._spawn(client, time.monotonic())
-
-    def _spawn(self, client: socket.socket, accepted: float) -> None:
-        with self._lock:
-            full = len(self._connections) >= self._max_connections
-        if full:
-            self._refuse(client)
-            return
-        self._saturated = False
-        client.setblocking(True)
-        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        connection = Connection(client)
-        thread = threading.Thread(target=self._serve, args=(connection, client, accepted),
-                                  name=f"{THREAD_PREFIX}-{next(self._numbers)}", daemon=True)
-        with self._lock:
-            if self._stopping:
-                client.close()
-                return
-            self._connections[connection] = thread
-        thread.start()
+        self._server.stop()
 
     def _refuse(self, client: socket.socket) -> None:
         """Close a connection over the cap at once: its TLS handshake would need a thread.
         A TLS client sees the connection closed and retries (client-go does)."""
-        if not self._saturated:
-            self._saturated = True
-            log.warning("gateway: %d connections open, refusing new ones",
-                        self._max_connections)
         peer = peer_name(client)
         with contextlib.suppress(OSError):
             client.close()
@@ -165,23 +96,15 @@ class GatewayServer:
                                     duration_seconds=0.0, peer=peer,
                                     refused="TOO_MANY_CONNECTIONS"))
 
-    def _serve(self, connection: Connection, client: socket.socket, accepted: float) -> None:
-        request: GatewayRequest | None = None
+    def _serve(self, connection: Connection, client: socket.socket,
+               accepted: float) -> GatewayRequest | None:
         peer = peer_name(client)
         deadline = accepted + self._parts.head_timeout
-        try:
-            tls = self._handshake(client, connection, deadline)
-            if tls is not None:
-                request = ProxiedExchange(tls, connection, self._parts, peer=peer,
-                                          deadline=deadline).run()
-        except Exception:  # a bug, not a disconnect: keep the gateway serving
-            log.exception("gateway: unexpected error in a connection")
-        finally:
-            connection.close()
-        if request is not None:
-            self._report(request)
-        with self._lock:
-            self._connections.pop(connection, None)
+        tls = self._handshake(client, connection, deadline)
+        if tls is None:
+            return None
+        return ProxiedExchange(tls, connection, self._parts, peer=peer,
+                               deadline=deadline).run()
 
     def _handshake(self, client: socket.socket, connection: Connection,
                    deadline: float) -> ssl.SSLSocket | None:
@@ -206,17 +129,3 @@ class GatewayServer:
             self._audit.record(request, now=time.time())
         except Exception as error:
             log.error("gateway: recording a request failed: %s", type(error).__name__)
-
-
-def _bind(address: HostPort, backlog: int = 1024) -> socket.socket:
-    host = address.bind_host
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, address.port))
-        sock.listen(backlog)
-    except OSError:
-        sock.close()
-        raise
-    return sock

@@ -2,8 +2,9 @@
 so the job's kubectl points at the proxy and never holds a token. Modules: `listener`
 (loopback or Unix socket), `forward` (one request: who may call, credential, error
 answers), `record` (session records, metrics), `server` (`ApiProxy`, the connection cap),
-`errors` (no credential). The sockets under the engine's relay and the verified TLS to the
-apiserver are the shared `kubegate.relayio` (the gateway uses them too).
+`errors` (no credential). The accept loop and connection threads, the head read, the
+sockets under the engine's relay and the verified TLS to the apiserver are the shared
+`kubegate.relayio` (the gateway uses them too).
 
     proxy = ApiProxy(keeper.current, "127.0.0.1:0", recorder=session_log.append)
     proxy.start()          # kubeconfig: server: http://<proxy.address>, no user credentials

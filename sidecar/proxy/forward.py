@@ -8,8 +8,9 @@ Rules of this module:
   (`Host` and `Origin`, `kubegate.http.hosts`) before anything happens upstream: a refused
   request (smuggling, DNS rebinding, a web page's) neither asks for a credential nor opens
   an upstream connection. The whole head must arrive within `head_timeout` of the accept
-  (an idle connection included); a partial head is then answered 408, silence just closed.
-  Only the head is timed: an answer (a watch, an exec) is never cut by this timeout.
+  (an idle connection included; `kubegate.relayio.head`); a partial head is then answered
+  408, silence just closed. Only the head is timed: an answer (a watch, an exec) is never
+  cut by this timeout.
 - The credential is read once per request, at the start: a refreshed token is used by the
   next request, and a watch keeps the token it was authorized with.
 - Failures on the upstream side, before the answer began, become 502/504 answers with a short
@@ -30,11 +31,12 @@ import time
 from collections.abc import Callable
 
 from kubegate.credential import Credential
-from kubegate.http import Closed, Downstream, Relay, RequestHead, Upstream, answer, http_status
-from kubegate.http.errors import HeadTimeoutError, HttpError
+from kubegate.http import Downstream, Relay, RequestHead, Upstream, answer, http_status
+from kubegate.http.errors import HttpError
 from kubegate.http.headers import rewrite_request_headers
 from kubegate.http.hosts import HostPolicy, check_caller
-from kubegate.relayio.pump import CHUNK, IO_TIMEOUT, Pump
+from kubegate.relayio.head import read_head
+from kubegate.relayio.pump import IO_TIMEOUT, Pump
 from kubegate.relayio.upstream import TLSConnector, parse_server
 from sidecar.proxy.errors import NoCredentialError
 from sidecar.proxy.record import CLIENT_CLOSED, ProxiedRequest
@@ -71,7 +73,7 @@ class ForwardedRequest:
     def run(self) -> ProxiedRequest | None:
         """Serve the connection's request; None when the client sent none."""
         try:
-            head = self._read_head()
+            head = read_head(self._client, self._downstream, self._deadline)
             if head is not None:
                 self._method, self._path = head.method, head.target
                 check_caller(head.headers, head.authority, self._policy)
@@ -91,27 +93,6 @@ class ForwardedRequest:
             log.debug("proxy: %s %s ended early: %s", self._method, self._path,
                       type(error).__name__)
         return self._result(started)
-
-    def _read_head(self) -> RequestHead | None:
-        received = False
-        while True:
-            event = self._downstream.next_event()
-            if isinstance(event, RequestHead):
-                return event
-            if isinstance(event, Closed):
-                return None
-            remaining = self._deadline - time.monotonic()
-            try:
-                if remaining <= 0:
-                    raise TimeoutError
-                self._client.settimeout(remaining)
-                data = self._client.recv(CHUNK)
-            except TimeoutError:
-                if received:  # a slow head (slowloris): say so; silence is just closed
-                    raise HeadTimeoutError("no whole request head in time") from None
-                raise
-            received = received or bool(data)
-            self._downstream.receive(data)
 
     def _result(self, started: float) -> ProxiedRequest:
         relay = self._relay

@@ -5,7 +5,8 @@ Rules of this module:
 - the address is parsed by `kubegate.addresses` (the one place an address string is split);
   a `HOST:PORT` must name a loopback address (`localhost` binds 127.0.0.1), and a host name
   other than `localhost` is refused, since it could resolve anywhere;
-- a Unix socket is created owner-only (umask 077, then 0600), like
+- a TCP listener is bound by `kubegate.relayio.connections.bind_tcp` (the gateway's too);
+  a Unix socket is created owner-only (umask 077, then 0600), like
   `kubectl proxy --unix-socket`, and only a stale socket is ever removed at its path.
 """
 
@@ -17,6 +18,7 @@ import stat
 from pathlib import Path
 
 from kubegate.addresses import Address, HostPort, UnixSocket, parse_address
+from kubegate.relayio.connections import bind_tcp
 
 
 def parse_listen(listen: str) -> Address:
@@ -33,17 +35,7 @@ def parse_listen(listen: str) -> Address:
 def bind(address: Address, backlog: int = 128) -> socket.socket:
     if isinstance(address, UnixSocket):
         return _bind_unix(address.path, backlog)
-    host = address.bind_host
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, address.port))
-        sock.listen(backlog)
-    except OSError:
-        sock.close()
-        raise
-    return sock
+    return bind_tcp(address.bind_host, address.port, backlog)
 
 
 def _bind_unix(path: Path, backlog: int) -> socket.socket:
