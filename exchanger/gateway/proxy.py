@@ -107,7 +107,7 @@ class ProxiedExchange:
         self._session = self._parts.authenticator.authenticate(bearer_token(head.headers))
         ended = self._parts.sessions.attach(self._session, self._connection)
         if ended:
-            raise GatewayRefusal(401, "SESSION_ENDED", f"the session has ended ({ended})")
+            raise GatewayRefusal(403, "SESSION_ENDED", f"the session has ended ({ended})")
         try:
             self._forward(head, self._session)
         finally:

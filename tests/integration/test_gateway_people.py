@@ -157,10 +157,13 @@ def test_a_vendor_inside_the_window_works_and_outside_it_is_refused_and_recorded
                                                           "vendors-later"))
     refused = later.run("get", "pods", "-n", people.web)
     assert refused.returncode != 0
-    records = people.gateway.records()
-    outside = [r for r in records if r["reason"] == "OUTSIDE_WINDOW"]
-    assert outside and outside[-1]["status"] == "403", records[-3:]
-    assert all(token not in json.dumps(r) for r in records)
+
+    def outside() -> list[dict[str, Any]]:  # recorded once the gateway closed the connection
+        return [r for r in people.gateway.records() if r["reason"] == "OUTSIDE_WINDOW"]
+
+    assert poll(lambda: bool(outside()), 10, 0.1), people.gateway.records()[-3:]
+    assert outside()[-1]["status"] == "403"
+    assert all(token not in json.dumps(r) for r in people.gateway.records())
 
 
 def test_an_open_watch_is_cut_when_the_window_closes_and_the_vendor_is_refused_after(

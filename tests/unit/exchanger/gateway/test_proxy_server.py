@@ -262,7 +262,7 @@ def test_an_upgraded_stream_is_tapped_both_ways_and_cut_at_once_by_a_revoke(
     assert b"".join(d for way, d in tap.moved if way == "out") == b"helloLS\n"
     refused = world.request(b"GET /api HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer "
                             + GOOD.encode() + b"\r\n\r\n")
-    assert refused.startswith(b"HTTP/1.1 401") and b"SESSION_ENDED" in refused
+    assert refused.startswith(b"HTTP/1.1 403") and b"SESSION_ENDED" in refused
 
 
 def test_a_watch_is_cut_when_its_session_reaches_not_after(tmp_path: Path) -> None:
