@@ -30,7 +30,7 @@ from pathlib import Path
 from types import FrameType
 
 from exchanger import tracing
-from exchanger.config import Config, load_config
+from exchanger.config import MAX_WORKERS, Config, load_config
 from kubegate.addresses import HostPort, parse_address, parse_host_port
 from kubegate.errors import ConfigError, KubegateError
 from kubegate.logformat import LOG_FORMATS, configure_logging
@@ -59,8 +59,9 @@ def _worker_count(text: str) -> int:
         count = int(text)
     except ValueError:
         count = 0
-    if not 1 <= count <= 256:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 256")
+    if not 1 <= count <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number from 1 to {MAX_WORKERS}")
     return count
 
 
