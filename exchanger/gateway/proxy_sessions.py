@@ -12,7 +12,9 @@ Rules of this module:
   per connection;
 - `cut` is quick and thread-safe: `SessionEnds` calls it from its own thread; it shuts
   sockets down (`Connection.abort`, the shared `kubegate.relayio.connections` tracker, whose
-  `ended_by` then says why) and never waits on a peer.
+  `ended_by` then says why) and never waits on a peer;
+- `on_cut(why)` is called once per session whose open connections were cut (by `cut` or at
+  its `not_after`); its failure is logged, never raised.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ EXPIRED = "expired"  # why a connection is cut at its session's not_after (a Ses
 class SessionConnections:
     """The registry of open connections by session id, with the not_after timer."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self._clock = clock
+    def __init__(self, clock: Callable[[], float] = time.time,
+                 on_cut: Callable[[str], None] | None = None) -> None:
+        self._clock, self._on_cut = clock, on_cut
         self._cond = threading.Condition()
         self._by_session: dict[str, set[Connection]] = {}
         self._ended: dict[str, tuple[str, float]] = {}  # id -> (why, forget at)
@@ -89,6 +92,7 @@ class SessionConnections:
         if connections:
             log.info("gateway: session %s ended (%s): %d connections cut", session_id, why,
                      len(connections))
+            self._count_cut(why)
         return len(connections)
 
     def open_count(self) -> int:
@@ -101,13 +105,24 @@ class SessionConnections:
             self._cond.notify()
         self._timer.join(5.0)
 
+    def _count_cut(self, why: str) -> None:
+        if self._on_cut is not None:
+            try:
+                self._on_cut(why)
+            except Exception:
+                log.exception("gateway: counting a cut session failed")
+
     def _run_timer(self) -> None:
         with self._cond:
             while not self._stopping:
                 now = self._clock()
+                expired: set[str] = set()
                 while self._deadlines and self._deadlines[0][0] <= now:
                     _, _, session_id, connection = heapq.heappop(self._deadlines)
                     if connection in self._by_session.get(session_id, ()):
                         connection.abort(EXPIRED)
+                        expired.add(session_id)
+                for _ in expired:
+                    self._count_cut(EXPIRED)
                 wait = self._deadlines[0][0] - now if self._deadlines else None
                 self._cond.wait(None if wait is None else min(wait, 60.0))

@@ -23,7 +23,8 @@ Rules of this module:
 - `cut(session_id, why)` is the `SessionEnds` listener: it returns once every socket of that
   session's connections is shut down (the streams end within the pump's next wake-up).
 - A recording failure (the audit log) never fails a request: it is logged, and the request
-  has already been answered.
+  has already been answered. So with metrics (`exchanger.gateway.metrics`): each request's
+  result feeds them where it is recorded, and a failure there is logged, never raised.
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ import logging
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from exchanger.gateway.audit import GatewayAudit, GatewayRequest
+from exchanger.gateway.metrics import GatewayMetrics
 from exchanger.gateway.proxy import GatewayParts, ProxiedExchange, peer_name
 from kubegate.addresses import HostPort, parse_host_port
 from kubegate.relayio.connections import Connection, ConnectionServer, bind_tcp
@@ -57,17 +60,24 @@ def server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
 
 class GatewayServer:
     def __init__(self, parts: GatewayParts, *, listen: str, tls: ssl.SSLContext,
-                 audit: GatewayAudit | None, max_connections: int = 1000) -> None:
-        self._parts, self._tls, self._audit = parts, tls, audit
+                 audit: GatewayAudit | None, max_connections: int = 1000,
+                 metrics: GatewayMetrics | None = None) -> None:
+        self._parts, self._tls, self._audit, self._metrics = parts, tls, audit, metrics
         self._listen: HostPort = parse_host_port(listen)
         self._server: ConnectionServer[GatewayRequest] = ConnectionServer(
             "gateway", max_connections=max_connections, serve=self._serve,
             report=self._report, refuse=self._refuse)
         self.port = 0
+        if metrics is not None:
+            metrics.count_open_connections(lambda: self.open_connections)
 
     @property
     def open_connections(self) -> int:
         return self._server.open_connections
+
+    @property
+    def listening(self) -> bool:
+        return self._server.listening
 
     def start(self) -> None:
         if self._server.started:
@@ -123,9 +133,18 @@ class GatewayServer:
         return tls
 
     def _report(self, request: GatewayRequest) -> None:
+        self._count(lambda metrics: metrics.on_request(request))
         if self._audit is None:
             return
         try:
             self._audit.record(request, now=time.time())
         except Exception as error:
             log.error("gateway: recording a request failed: %s", type(error).__name__)
+            self._count(GatewayMetrics.on_recording_failure)
+
+    def _count(self, count: Callable[[GatewayMetrics], None]) -> None:
+        if self._metrics is not None:
+            try:
+                count(self._metrics)
+            except Exception:
+                log.exception("gateway: updating the metrics failed")

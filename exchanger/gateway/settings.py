@@ -19,6 +19,8 @@ gateway:
   selfIssuedKey: /etc/kubegate/signing-key.pub   # PEM public key the exchanger signs
                                   # self-issued credentials with (a private key file is
                                   # accepted too); default <stateDir>/signing-key.pem
+  metricsListen: 0.0.0.0:9090     # plain HTTP: Prometheus /metrics and GET /healthz (200
+                                  # while the gateway listens); "" (the default) disables
 ```
 
 Rules of this module: like every config reader (`kubegate.configread`), nothing raises for bad
@@ -45,7 +47,7 @@ DEFAULT_LISTEN: Final = "127.0.0.1:8447"
 DEFAULT_MAX_CONNECTIONS: Final = 1000
 MAX_CONNECTIONS_LIMIT: Final = 100_000
 _SECTION: Final = {"listen", "tls", "cluster", "recordings", "audit", "maxConnections",
-                   "selfIssuedKey"}
+                   "selfIssuedKey", "metricsListen"}
 WHERE: Final = "gateway"
 
 
@@ -68,6 +70,7 @@ class GatewaySettings:
     audit_log: Path
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     self_issued_key: Path | None = None  # public half of the exchanger's signing key
+    metrics_listen: str = ""  # HOST:PORT of /metrics and /healthz, "" for none
 
 
 def read_gateway(read: Fields, data: object, *, base: Path, state_dir: Path,
@@ -102,6 +105,7 @@ def read_gateway(read: Fields, data: object, *, base: Path, state_dir: Path,
         audit_log=audit_log,
         max_connections=_max_connections(read, section),
         self_issued_key=read.path(section, "selfIssuedKey", WHERE, base),
+        metrics_listen=read.address(section, "metricsListen", WHERE, "", unix=False),
     )
 
 

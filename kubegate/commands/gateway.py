@@ -3,7 +3,8 @@
 It reads the same config file as `kubegate serve` (issuers, mappings, clusters, access store)
 and its `gateway:` section (`exchanger.gateway.settings`). Once it listens it prints one line
 per fact, the first `kubegate gateway: listening on https://HOST:PORT` (what readiness
-waits for), then the CA file clients trust when the certificate was generated. A start that
+waits for), then the CA file clients trust when the certificate was generated, and
+`metrics: http://HOST:PORT/metrics` with `gateway.metricsListen`. A start that
 fails prints one message and exits non-zero: 2 for bad configuration, 1 otherwise.
 """
 
@@ -56,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"  requests:   {settings.audit_log} (hash-chained; kubegate audit verify)",
           flush=True)
     print(f"  recordings: {settings.recordings}", flush=True)
+    if running.metrics_url:
+        print(f"  metrics:    {running.metrics_url} (and /healthz)", flush=True)
     wait_for_signal(threading.Event())
     running.stop()
     return 0

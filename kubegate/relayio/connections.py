@@ -121,6 +121,12 @@ class ConnectionServer(Generic[R]):
         return self._listener is not None
 
     @property
+    def listening(self) -> bool:
+        """True from `start()` while the accept loop runs and `stop()` was not called."""
+        accepting = self._accepting
+        return accepting is not None and accepting.is_alive() and not self._stopping
+
+    @property
     def open_connections(self) -> int:
         with self._lock:
             return len(self._connections)

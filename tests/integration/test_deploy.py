@@ -548,6 +548,10 @@ def test_the_gateway_applies_with_the_exchangers_config_plus_its_section(
                             source="deploy/base/gateway/config.yaml").gateway
     assert settings is not None
     assert (settings.cluster, settings.listen) == ("in-cluster", "0.0.0.0:8443")
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert settings.metrics_listen == f"0.0.0.0:{ports['metrics']}"  # what the probes ask
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics",
+                                                      "scheme": "HTTP"}
     assert settings.audit_log != Path(both["auditLog"])  # a chain of its own
     for kind, name in (("service", "kubegate-gateway"), ("serviceaccount", "kubegate-gateway"),
                        ("poddisruptionbudget", "kubegate-gateway")):

@@ -9,7 +9,8 @@ audit log names the gateway as the impersonator and the session's user as the on
 a revoke ends an open watch within one second and refuses the next request; a forged
 credential, an expired one, one for another cluster, and a client's Impersonate-User header
 are refused and each is recorded in the gateway's hash-chained log, which
-`kubegate audit verify` verifies.
+`kubegate audit verify` verifies; its /metrics count those requests as its log records them,
+and its /healthz answers 200.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import json
 import subprocess
 import threading
 import time
+import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +30,7 @@ import jwt
 import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
+from prometheus_client.parser import text_string_to_metric_families
 
 from exchanger.access.model import Requester, SessionEnd
 from exchanger.access.revocation import Revoker
@@ -114,7 +118,8 @@ def setup(cluster: Cluster, control_plane: ControlPlane, github_issuer: GitHubAc
                      {"name": "other", "server": control_plane.url,
                       "caFile": str(control_plane.ca_path), "backend": "selfIssued"}],
         "selfIssued": self_issued_entry(),
-        "gateway": {"listen": "127.0.0.1:0", "cluster": "test"},
+        "gateway": {"listen": "127.0.0.1:0", "cluster": "test",
+                    "metricsListen": "127.0.0.1:0"},
     }
     config_file = tmp_path / "exchanger.yaml"
     config_file.write_text(yaml.safe_dump(document))
@@ -279,6 +284,40 @@ def test_forged_expired_foreign_and_impersonating_requests_are_refused_and_recor
     assert all(token not in text for token in (*cases.values(), credential.token))
     verified = setup.gateway.verify_audit()
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+    # its /metrics count what its log recorded (a request is counted before it is recorded)
+    printed = setup.gateway.process.log_path.read_text()
+    metrics_url = printed.split("  metrics:    ", 1)[1].split()[0]
+
+    def counts() -> tuple[dict[Any, float], Counter[Any]]:
+        """(/metrics, the log): requests by (verb, code) and refusals by reason in each."""
+        recorded = Counter[Any]()
+        for record in setup.gateway.records():
+            recorded[record["gateway"]["verb"], record["status"]] += 1
+            if record["reason"] != "OK":
+                recorded[record["reason"]] += 1
+        found: dict[Any, float] = {}
+        for family in text_string_to_metric_families(_fetch(metrics_url)):
+            for sample in family.samples:
+                if sample.name == "kubegate_gateway_requests_total":
+                    found[sample.labels["verb"], sample.labels["code"]] = sample.value
+                elif sample.name == "kubegate_gateway_refusals_total":
+                    found[sample.labels["reason"]] = sample.value
+        return found, recorded
+
+    def agree() -> bool:
+        found, recorded = counts()
+        return found == recorded
+
+    assert poll(agree, 10, 0.05), counts()
+    found, _ = counts()  # kubectl retries: each attempt is a request
+    assert found["IMPERSONATION_REFUSED"] >= 1 and found["WRONG_CLUSTER"] >= 1, found
+    assert _fetch(metrics_url.replace("/metrics", "/healthz")) == "ok\n"
+
+
+def _fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310
+        return str(answer.read().decode())
 
 
 def _expired_copy(token: str, key_file: Path) -> str:

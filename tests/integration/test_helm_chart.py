@@ -279,10 +279,11 @@ def test_the_gateway_config_is_the_exchangers_plus_its_section_and_loads(
 def test_gateway_values_render_as_documented(helm: Helm) -> None:
     documents = helm.template(CHART, namespace="platform", values={"gateway": {
         "enabled": True, "replicas": 3, "maxConnections": 250, "tls": {"secretName": "gw-tls"},
-        "recordings": {"persistentVolumeClaim": "recordings"}}})
+        "recordings": {"persistentVolumeClaim": "recordings"}, "metricsPort": 9191}})
     deployment = find(documents, "Deployment", "kubegate-gateway")
     assert deployment["spec"]["replicas"] == 3
     assert gateway_config(documents)["gateway"]["maxConnections"] == 250
+    assert gateway_config(documents)["gateway"]["metricsListen"] == "0.0.0.0:9191"
     spec = deployment["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert volumes["tls"]["secret"] == {"secretName": "gw-tls"}
@@ -293,6 +294,8 @@ def test_gateway_values_render_as_documented(helm: Helm) -> None:
                                     "mountPath": "/var/lib/kubegate/recordings"}
     assert gateway["args"] == ["gateway", "--config", "/etc/kubegate/config.yaml"]
     assert gateway["args"][0] in SUBCOMMANDS
+    assert {"name": "metrics", "containerPort": 9191} in gateway["ports"]
+    assert gateway["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     cluster_scoped = {(d["kind"], d["metadata"]["name"]) for d in documents
                       if "namespace" not in d["metadata"]
                       and d["metadata"]["name"].startswith("kubegate-platform-gateway")}

@@ -18,7 +18,8 @@ app.kubernetes.io/component: gateway
       "cluster" .Values.gateway.cluster
       "recordings" "/var/lib/kubegate/recordings"
       "audit" (dict "path" "/var/lib/kubegate/gateway-audit.log")
-      "maxConnections" (int .Values.gateway.maxConnections) -}}
+      "maxConnections" (int .Values.gateway.maxConnections)
+      "metricsListen" (printf "0.0.0.0:%d" (int .Values.gateway.metricsPort)) -}}
 {{- $_ := set $config "gateway" $section -}}
 {{- toYaml $config -}}
 {{- end -}}

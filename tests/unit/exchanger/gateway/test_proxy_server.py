@@ -3,8 +3,8 @@ the API server (it records the heads it receives and answers by path: a plain an
 that never ends, an upgrade that echoes), and an in-test authenticator. The identity half and
 the real API server are proven in tests/integration/test_gateway.py; here: what goes upstream,
 what is refused before anything goes upstream, that every request is recorded, that a tap
-sees an upgraded stream both ways, and that a session's end (a revoke, its not_after) cuts
-its open streams at once."""
+sees an upgraded stream both ways, that a session's end (a revoke, its not_after) cuts
+its open streams at once, and that the metrics count what the records say."""
 
 from __future__ import annotations
 
@@ -12,15 +12,20 @@ import socket
 import ssl
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from exchanger.audit.record import AuditRecord
 from exchanger.config import ClusterConfig
-from exchanger.gateway.audit import GatewayAudit
+from exchanger.gateway.audit import GatewayAudit, GatewayRequest
+from exchanger.gateway.metrics import GatewayMetrics, serve_metrics
 from exchanger.gateway.proxy import GatewayParts
 from exchanger.gateway.proxy_sessions import SessionConnections
 from exchanger.gateway.proxy_upstream import gateway_upstream
@@ -32,6 +37,8 @@ from tests.support.pki import TestCA
 
 CUT_WITHIN = 1.0
 GOOD, ENDED = "good-token", "ended-token"
+OK_REQUEST = b"GET /api HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer " + GOOD.encode() \
+    + b"\r\n\r\n"
 
 
 class Authenticator:
@@ -129,6 +136,10 @@ class World:
     apiserver: ApiServerStandIn
     taps: Taps
     client_context: ssl.SSLContext
+    metrics: GatewayMetrics
+
+    def count(self, name: str, **labels: str) -> float:
+        return self.metrics.registry.get_sample_value(name, labels) or 0.0
 
     def connect(self) -> ssl.SSLSocket:
         raw = socket.create_connection(("127.0.0.1", self.server.port), timeout=10)
@@ -147,14 +158,17 @@ class World:
 
 
 class Sink:
-    def __init__(self, records: list[AuditRecord]) -> None:
-        self._records = records
+    def __init__(self, records: list[AuditRecord], failing: bool = False) -> None:
+        self._records, self._failing = records, failing
 
     def append(self, record: AuditRecord) -> None:
+        if self._failing:
+            raise OSError("disk full")
         self._records.append(record)
 
 
 def make_world(folder: Path, *, not_after: float = 2e9, max_connections: int = 50,
+               metrics: GatewayMetrics | None = None, failing_log: bool = False,
                ) -> tuple[World, SessionConnections]:
     ca = TestCA("kubegate-test-gateway")
     apiserver = ApiServerStandIn(folder, ca)
@@ -166,24 +180,35 @@ def make_world(folder: Path, *, not_after: float = 2e9, max_connections: int = 5
         name="prod", server=f"https://127.0.0.1:{apiserver.port}", ca_file=ca_file,
         backend="selfIssued", token_file=token_file))
     cert, key = ca.issue_server(("127.0.0.1",)).write(folder, "gateway")
-    sessions, taps, records = SessionConnections(), Taps(), []
+    metrics = metrics or GatewayMetrics()
+    sessions, taps = SessionConnections(on_cut=metrics.on_session_cut), Taps()
+    records: list[AuditRecord] = []
     parts = GatewayParts(authenticator=Authenticator(not_after), upstream=upstream,
                          sessions=sessions, taps=taps, head_timeout=5.0)
     server = GatewayServer(parts, listen="127.0.0.1:0", tls=server_context(cert, key),
-                           audit=GatewayAudit(Sink(records)), max_connections=max_connections)
+                           audit=GatewayAudit(Sink(records, failing_log)),
+                           max_connections=max_connections, metrics=metrics)
     server.start()
     context = ssl.create_default_context(cadata=ca.cert_pem.decode("ascii"))
     return World(server=server, records=records, apiserver=apiserver, taps=taps,
-                 client_context=context), sessions
+                 client_context=context, metrics=metrics), sessions
+
+
+@contextmanager
+def running_world(folder: Path, **options: Any) -> Iterator[World]:
+    made, sessions = make_world(folder, **options)
+    try:
+        yield made
+    finally:
+        made.server.stop()
+        sessions.stop()
+        made.apiserver.close()
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    made, sessions = make_world(tmp_path)
-    yield made
-    made.server.stop()
-    sessions.stop()
-    made.apiserver.close()
+    with running_world(tmp_path) as made:
+        yield made
 
 
 def _read_all(tls: ssl.SSLSocket) -> bytes:
@@ -246,6 +271,7 @@ def test_an_upgraded_stream_is_tapped_both_ways_and_cut_at_once_by_a_revoke(
     echoed = b""
     while b"LS\n" not in echoed:
         echoed += tls.recv(65536)
+    assert world.count("kubegate_gateway_open_connections") == 1
     world.server.cut("s-1", "revoked")
     cut = time.monotonic()
     tls.settimeout(5)
@@ -256,6 +282,9 @@ def test_an_upgraded_stream_is_tapped_both_ways_and_cut_at_once_by_a_revoke(
     record = world.wait_records(1)[0].to_dict()
     assert record["gateway"]["upgraded"] and record["gateway"]["ended_by"] == "revoked"
     assert record["status"] == "101"
+    assert world.count("kubegate_gateway_sessions_cut_total", reason="revoked") == 1
+    assert world.count("kubegate_gateway_requests_total", verb="create", code="101") == 1
+    assert world.count("kubegate_gateway_request_duration_seconds_count", verb="create") == 0
     (path, tap), = world.taps.opened
     assert path == "/api/v1/namespaces/web/pods/p/exec?command=sh" and tap.closed == 1
     assert b"".join(d for way, d in tap.moved if way == "in") == b"ls\n"
@@ -282,6 +311,8 @@ def test_a_watch_is_cut_when_its_session_reaches_not_after(tmp_path: Path) -> No
         assert record["gateway"]["verb"] == "watch"
         assert record["gateway"]["ended_by"] == "expired"
         assert not_after - 0.05 <= ended <= not_after + CUT_WITHIN
+        assert world.count("kubegate_gateway_sessions_cut_total", reason="expired") == 1
+        assert world.count("kubegate_gateway_requests_total", verb="watch", code="200") == 1
     finally:
         world.server.stop()
         sessions.stop()
@@ -295,11 +326,98 @@ def test_connections_over_the_cap_are_closed_and_recorded(tmp_path: Path) -> Non
         held.sendall(b"GET /watch HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer "
                      + GOOD.encode() + b"\r\n\r\n")
         assert b"event1" in held.recv(65536) or b"event1" in held.recv(65536)
+        assert world.count("kubegate_gateway_open_connections") == 1
         with pytest.raises((ssl.SSLError, OSError)):
             world.connect().recv(1)
         assert any(r.reason == "TOO_MANY_CONNECTIONS" for r in world.wait_records(1))
+        assert world.count("kubegate_gateway_refusals_total",
+                           reason="TOO_MANY_CONNECTIONS") == 1
+        assert world.count("kubegate_gateway_requests_total", verb="-", code="503") == 1
         held.close()
     finally:
         world.server.stop()
         sessions.stop()
         world.apiserver.close()
+
+
+def test_metrics_count_requests_refusals_and_a_revoke_as_the_records_say(world: World) -> None:
+    ok = b"GET /api/v1/namespaces/web/pods HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer " \
+        + GOOD.encode() + b"\r\n\r\n"
+    assert world.request(ok).startswith(b"HTTP/1.1 200")
+    assert world.request(b"GET /api HTTP/1.1\r\nHost: gw\r\n\r\n").startswith(b"HTTP/1.1 401")
+    assert world.request(ok.replace(b"\r\n\r\n", b"\r\nImpersonate-User: root\r\n\r\n")
+                         ).startswith(b"HTTP/1.1 403")
+    world.server.cut("s-1", "revoked")  # no open connection: nothing cut
+    assert world.request(ok).startswith(b"HTTP/1.1 403")
+    world.wait_records(4)
+    count = world.count
+    assert count("kubegate_gateway_requests_total", verb="list", code="200") == 1
+    assert count("kubegate_gateway_requests_total", verb="list", code="403") == 2
+    assert count("kubegate_gateway_requests_total", verb="get", code="401") == 1
+    assert count("kubegate_gateway_refusals_total", reason="NO_CREDENTIAL") == 1
+    assert count("kubegate_gateway_refusals_total", reason="IMPERSONATION_REFUSED") == 1
+    assert count("kubegate_gateway_refusals_total", reason="SESSION_ENDED") == 1
+    assert count("kubegate_gateway_request_duration_seconds_count", verb="list") == 3
+    assert count("kubegate_gateway_sessions_cut_total", reason="revoked") == 0
+    assert count("kubegate_gateway_recording_failures_total") == 0
+
+
+def test_a_failing_request_log_is_counted_and_the_request_still_answered(
+        tmp_path: Path) -> None:
+    with running_world(tmp_path, failing_log=True) as world:
+        answer = world.request(OK_REQUEST)
+        assert answer.startswith(b"HTTP/1.1 200")
+        deadline = time.monotonic() + 10
+        while not world.count("kubegate_gateway_recording_failures_total") \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert world.count("kubegate_gateway_recording_failures_total") == 1
+        assert world.count("kubegate_gateway_requests_total", verb="get", code="200") == 1
+
+
+class BrokenMetrics(GatewayMetrics):
+    def on_request(self, request: GatewayRequest) -> None:
+        raise RuntimeError("broken")
+
+
+def test_a_metrics_failure_never_fails_a_request_nor_its_record(tmp_path: Path) -> None:
+    with running_world(tmp_path, metrics=BrokenMetrics()) as world:
+        assert world.request(OK_REQUEST).startswith(b"HTTP/1.1 200")
+        assert world.wait_records(1)[0].reason == "OK"
+
+
+def test_label_values_stay_bounded_whatever_a_client_sends() -> None:
+    metrics = GatewayMetrics()
+    metrics.on_request(GatewayRequest(method="FROB", path="/x", verb="frob", status=400,
+                                      bytes_in=0, bytes_out=0, duration_seconds=0.1,
+                                      peer="-", refused="bad thing: eyJhbGciOi"))
+    metrics.on_session_cut("Revoked by Ann!")
+    get = metrics.registry.get_sample_value
+    assert get("kubegate_gateway_requests_total", {"verb": "other", "code": "400"}) == 1
+    assert get("kubegate_gateway_refusals_total", {"reason": "OTHER"}) == 1
+    assert get("kubegate_gateway_sessions_cut_total", {"reason": "other"}) == 1
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_the_metrics_server_serves_metrics_and_healthz_while_the_gateway_listens(
+        world: World) -> None:
+    served = serve_metrics("127.0.0.1:0", world.metrics, healthy=lambda: world.server.listening)
+    try:
+        world.request(b"GET /api HTTP/1.1\r\nHost: gw\r\n\r\n")
+        world.wait_records(1)
+        base = f"http://127.0.0.1:{served.port}"
+        status, text = _get(base + "/metrics")
+        assert status == 200
+        assert 'kubegate_gateway_requests_total{code="401",verb="get"} 1.0' in text
+        assert _get(base + "/healthz") == (200, "ok\n")
+        world.server.stop()
+        assert _get(base + "/healthz")[0] == 503
+    finally:
+        served.stop()

@@ -43,12 +43,14 @@ def test_defaults_serve_loopback_with_a_generated_certificate(tmp_path: Path) ->
     assert settings.audit_log == state / "gateway-audit.log"
     assert settings.max_connections == DEFAULT_MAX_CONNECTIONS
     assert settings.self_issued_key is None
+    assert settings.metrics_listen == ""  # off
 
 
 def test_every_field_is_read_relative_to_the_config_file(tmp_path: Path) -> None:
     settings = load(tmp_path, listen="0.0.0.0:9443", recordings="rec",
                     tls={"certFile": "tls.crt", "keyFile": "tls.key"},
-                    audit={"path": "gw.log"}, maxConnections=20, selfIssuedKey="key.pub").gateway
+                    audit={"path": "gw.log"}, maxConnections=20, selfIssuedKey="key.pub",
+                    metricsListen="0.0.0.0:9091").gateway
     assert settings is not None
     assert settings.listen == "0.0.0.0:9443"
     assert (settings.tls.cert_file, settings.tls.key_file) == (tmp_path / "tls.crt",
@@ -56,6 +58,7 @@ def test_every_field_is_read_relative_to_the_config_file(tmp_path: Path) -> None
     assert settings.tls.generated_ca_file is None
     assert (settings.recordings, settings.audit_log) == (tmp_path / "rec", tmp_path / "gw.log")
     assert (settings.max_connections, settings.self_issued_key) == (20, tmp_path / "key.pub")
+    assert settings.metrics_listen == "0.0.0.0:9091"
 
 
 def test_a_config_without_the_section_has_no_gateway(tmp_path: Path) -> None:
@@ -90,6 +93,8 @@ def test_every_problem_is_reported_at_once_with_its_field(tmp_path: Path) -> Non
     ({"maxConnections": True}, "maxConnections: expected a whole number within 1..100000, "
                                "got True"),
     ({"listen": "nowhere"}, "gateway.listen:"),
+    ({"metricsListen": "nowhere:port"}, "gateway.metricsListen:"),
+    ({"metricsListen": "unix:/run/metrics.sock"}, "gateway.metricsListen:"),
     ({"tls": {"certFile": "a.crt"}}, "gateway.tls.keyFile: required"),
 ])
 def test_a_bad_field_is_named(tmp_path: Path, gateway: dict[str, Any], expected: str) -> None:
