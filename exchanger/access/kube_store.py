@@ -248,6 +248,11 @@ class KubeSessionStore:
         found = self._resource.get(session_id)
         return _session(found) if found is not None else None
 
+    def list_due(self, now: float) -> list[Session]:
+        """Every active session, filtered here (labels cannot compare times)."""
+        return [session for session in self.list(active_only=True)
+                if session.not_after <= now or session.caller_pod]
+
     def list(self, *, active_only: bool = False, access_request: str = "",
              cluster: str = "") -> list[Session]:
         selector = {}

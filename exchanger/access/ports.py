@@ -63,6 +63,12 @@ class SessionStore(Protocol):
 
     def get(self, session_id: str) -> Session | None: ...
 
+    def list_due(self, now: float) -> list[Session]:
+        """The active sessions the reaper must look at by `now`: those whose `not_after` has
+        come (`not_after <= now`) and those with a caller pod (which may be gone), in
+        creation order. Never every active session: there are rate x lifetime of them."""
+        ...
+
     def list(self, *, active_only: bool = False, access_request: str = "",
              cluster: str = "") -> list[Session]: ...
 

@@ -126,7 +126,7 @@ class Revoker:
         pod is gone; return them. A session that cannot be ended now (its cluster
         unreachable) is logged, its cluster added to `failed`, and tried again next time."""
         ended = []
-        for session in self._sessions.list(active_only=True):
+        for session in self._sessions.list_due(now):
             try:
                 reason = due_reason(session, now) or self._pod_reason(session)
                 if reason is not None:

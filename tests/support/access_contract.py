@@ -220,6 +220,28 @@ def sessions_list_active_by_request_and_by_cluster(requests: AccessStore,
     assert sessions.list(cluster="staging") == [two]
 
 
+def sessions_due_are_those_past_not_after_or_with_a_caller_pod(
+        requests: AccessStore, sessions: SessionStore) -> None:
+    """What the reaper reads: active sessions whose not_after has come, and active sessions
+    with a caller pod, in creation order; nothing else (the other active ones may be many)."""
+    running = sessions.create(new_session())
+    due = sessions.create(dataclasses.replace(new_session(), not_after=NOW - 1))
+    on_time = sessions.create(dataclasses.replace(new_session(), not_after=NOW))
+    pod = sessions.create(new_session(caller_pod="ci/build-1/uid"))
+    ended = sessions.create(dataclasses.replace(new_session(), not_after=NOW - 5))
+    sessions.replace(dataclasses.replace(ended, ended_at=NOW - 2,
+                                         end_reason=SessionEnd.EXPIRED))
+    later = sessions.create(dataclasses.replace(new_session(), not_after=NOW - 9))
+
+    def ids(found: list[Session]) -> list[str]:
+        return [session.id for session in found]
+
+    assert ids(sessions.list_due(NOW)) == ids([due, on_time, pod, later])
+    assert ids(sessions.list_due(NOW - 1)) == ids([due, pod, later])
+    assert running.id not in ids(sessions.list_due(NOW + 599))
+    assert ids(sessions.list_due(NOW + 600)) == ids([running, due, on_time, pod, later])
+
+
 def watch_sees_added_and_modified_in_order_from_since(requests: AccessStore,
                                                       sessions: SessionStore) -> None:
     marker = requests.create(new_request(reason="before the watch"))
@@ -264,6 +286,7 @@ CONTRACT: tuple[Contract, ...] = (
     lists_filter_and_keep_creation_order, a_state_change_moves_a_request_between_lists,
     two_writers_from_one_version_one_conflicts, a_value_never_read_or_gone_cannot_be_replaced,
     sessions_conflict_too, sessions_list_active_by_request_and_by_cluster,
+    sessions_due_are_those_past_not_after_or_with_a_caller_pod,
     watch_sees_added_and_modified_in_order_from_since, watch_from_now_skips_what_came_before,
 )
 """Every contract function; each test file runs each one on fresh stores."""

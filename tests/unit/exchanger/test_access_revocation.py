@@ -53,6 +53,9 @@ class Sessions:
                 and (not access_request or s.access_request == access_request)
                 and (not cluster or s.cluster == cluster)]
 
+    def list_due(self, now: float) -> list[Session]:
+        return [s for s in self.list(active_only=True) if s.not_after <= now or s.caller_pod]
+
     def replace(self, session: Session) -> Session:
         if self.conflicts:
             self.conflicts -= 1

@@ -19,8 +19,16 @@ import yaml
 
 from exchanger.access.crds import render_access_crds
 from exchanger.access.model import State
+from exchanger.access.ports import AlreadyExistsError
 from exchanger.access.settings import AccessConfig
-from exchanger.access.sqlite_store import SqliteAccessStore, SqliteSessionStore, SqliteStores
+from exchanger.access.sqlite_store import (
+    SqliteAccessStore,
+    SqliteSessionStore,
+    SqliteStores,
+    _GroupCommit,
+    _json,
+    _NewRow,
+)
 from exchanger.access.stores import open_stores
 from kubegate.errors import UnavailableError
 from tests.support.access_contract import (
@@ -29,6 +37,7 @@ from tests.support.access_contract import (
     Contract,
     approve,
     new_request,
+    new_session,
 )
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -78,6 +87,88 @@ def test_a_watch_from_a_position_the_log_no_longer_holds_yields_each_request_sin
             stop.set()
     assert [(kind, value.id, value.version) for kind, value in seen] == [
         ("modified", value.id, value.version) for value in [changed, *fresh]]
+
+
+def _synchronous(stores: SqliteStores) -> str:
+    """The connection's synchronous setting now (SQLite answers 1 for NORMAL, 2 for FULL)."""
+    level = stores._database.connection.execute("PRAGMA synchronous").fetchone()[0]
+    return {1: "NORMAL", 2: "FULL"}[level]
+
+
+def test_only_new_sessions_with_nothing_to_clean_up_commit_at_normal(
+        stores: SqliteStores) -> None:
+    """A self-issued session's row (no Secret, no caller pod) commits at NORMAL; requests,
+    sessions with cluster objects, and every change to a session stay FULL."""
+    assert _synchronous(stores) == "FULL"
+    stores.sessions.create(new_session())
+    assert _synchronous(stores) == "NORMAL"
+    request = stores.requests.create(new_request())
+    assert _synchronous(stores) == "FULL"
+    session = stores.sessions.create(new_session())
+    assert _synchronous(stores) == "NORMAL"
+    stores.requests.replace(approve(request, BOB))
+    assert _synchronous(stores) == "FULL"
+    stores.sessions.create(new_session())
+    stores.sessions.replace(dataclasses.replace(session, ended_at=session.issued_at + 1))
+    assert _synchronous(stores) == "FULL"
+    for cluster_object in ({"secret": "web/kubegate-session-1"},
+                           {"caller_pod": "ci/build-1/uid"}):
+        stores.sessions.create(new_session())
+        stores.sessions.create(new_session(**cluster_object))
+        assert _synchronous(stores) == "FULL"
+
+
+def test_sessions_created_from_many_threads_are_each_readable_when_create_returns(
+        stores: SqliteStores) -> None:
+    """Group commit: every create returns only once its own row is committed (the gateway
+    reads it right after the exchange answers), each with a version of its own."""
+    created: list[str] = []
+    missing: list[str] = []
+
+    def create(count: int) -> None:
+        for _ in range(count):
+            session = stores.sessions.create(new_session())
+            if stores.sessions.get(session.id) != session:
+                missing.append(session.id)
+            created.append(session.version)
+
+    threads = [threading.Thread(target=create, args=(25,)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert missing == []
+    assert len(created) == len(set(created)) == 200
+    assert len(stores.sessions.list()) == 200
+
+
+def test_in_a_group_commit_a_duplicate_fails_alone_and_a_broken_store_fails_all(
+        stores: SqliteStores) -> None:
+    group: _GroupCommit = stores.sessions._group
+    first = stores.sessions.create(new_session())
+    rows = [_NewRow(session=s, text=_json(s.to_dict()))
+            for s in (new_session(), first, new_session())]
+    group._commit(rows)
+    assert [row.done for row in rows] == [True, True, True]
+    assert isinstance(rows[1].error, AlreadyExistsError)
+    assert rows[0].error is None and rows[2].error is None
+    assert all(stores.sessions.get(row.session.id) is not None for row in rows)
+    assert [change[0] for change in stores._database.query(
+        "SELECT id FROM changes WHERE store = 'sessions' ORDER BY seq")] == [
+        first.id, rows[0].session.id, rows[2].session.id]  # the duplicate's change undone
+
+    stores.close()
+    broken = [_NewRow(session=s, text=_json(s.to_dict())) for s in (new_session(),) * 2]
+    group._commit(broken)
+    assert all(isinstance(row.error, UnavailableError) for row in broken)
+    with pytest.raises(UnavailableError):
+        stores.sessions.create(new_session())
+
+
+def test_a_created_session_is_what_the_store_reads_back(stores: SqliteStores) -> None:
+    created = stores.sessions.create(new_session(ci={"run_id": "7"}))
+    assert created.version
+    assert stores.sessions.get(created.id) == created
 
 
 def test_a_position_that_is_no_version_is_refused(stores: SqliteStores) -> None:
