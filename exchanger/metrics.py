@@ -48,6 +48,7 @@ class ExchangerMetrics:
         self.exchanges = Counter(
             "kubegate_exchanges_total", "Exchanges by result (allow/deny) and reason.",
             ["result", "reason"], registry=self.registry)
+        self._exchange_counts: dict[tuple[str, str], Counter] = {}
         self.latency = Histogram(
             "kubegate_exchange_duration_seconds", "Time to decide and issue one exchange.",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
@@ -139,7 +140,14 @@ class ExchangerMetrics:
             self.mapping_source_phase.labels(phase=name).set(1 if name == phase else 0)
 
     def observe(self, *, result: str, reason: str, seconds: float) -> None:
-        self.exchanges.labels(result=result, reason=reason).inc()
+        """Once per exchange: the labelled counter is looked up once per (result, reason)
+        and kept (prometheus_client's `labels()` returns that same child each time, after
+        checking the labels and taking a lock)."""
+        child = self._exchange_counts.get((result, reason))
+        if child is None:
+            child = self._exchange_counts[result, reason] = self.exchanges.labels(
+                result=result, reason=reason)
+        child.inc()
         self.latency.observe(seconds)
 
     def on_checkpoint(self, result: str, seq: int) -> None:

@@ -121,8 +121,9 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):  # type: igno
         """`request` is raw bytes (`add_exchange_service`) or, registered by the generated
         code, a message grpc has parsed."""
         try:
-            parsed = self._read(request, context.peer())
-            credential, mapping = self._exchanger.exchange(to_input(parsed, context.peer()))
+            peer = context.peer()
+            parsed = self._read(request, peer)
+            credential, mapping = self._exchanger.exchange(to_input(parsed, peer))
             return to_response(credential, mapping)
         except KubegateError as error:
             context.abort_with_status(error_status(error))

@@ -114,6 +114,7 @@ class AuditLog:
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._broken = ""
+        self._size = -1  # the file's length after our last write (-1: ask the file)
         self._fd = _open(self.path)
         try:
             resumed = _resume_head(self._fd, self.path)
@@ -169,9 +170,16 @@ class AuditLog:
             self._sync(head.seq)
 
     def _write(self, line: bytes) -> None:
-        """One write of the whole line; on failure the file is left unchanged."""
+        """One write of the whole line; on failure the file is left unchanged.
+
+        The length to cut back to is the one our last write left (one process writes the
+        file, under `_lock`), so a line costs no fstat; the file is asked only at the first
+        write and after a failure."""
+        size_before = self._size
+        self._size = -1  # unknown until this write is known to be whole
         try:
-            size_before = os.fstat(self._fd).st_size
+            if size_before < 0:
+                size_before = os.fstat(self._fd).st_size
             written = os.write(self._fd, line)
         except OSError as error:
             raise AuditWriteError(f"cannot write audit log {self.path}: {error.strerror}") \
@@ -180,6 +188,7 @@ class AuditLog:
             short = OSError(errno.EIO, f"short write ({written} of {len(line)} bytes)")
             self._undo(size_before, short)
             raise AuditWriteError(f"cannot write audit log {self.path}: {short.strerror}")
+        self._size = size_before + written
 
     def _sync(self, seq: int) -> None:
         """Make every line up to seq durable. A failed fsync leaves lines whose durability

@@ -3,6 +3,7 @@ when it cannot record (so that nothing is issued unrecorded)."""
 
 from __future__ import annotations
 
+import os
 import stat
 import threading
 from datetime import UTC, datetime, timedelta
@@ -124,6 +125,33 @@ def test_a_failed_append_does_not_advance_the_chain() -> None:
             audit.append(a_denial(1))
     assert audit.head.seq == 0
     audit.close()
+
+
+def test_a_short_write_is_cut_back_and_the_chain_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The length to cut back to is the one the log's own last write left (no fstat per
+    line): after lines written, a short one leaves the file exactly as it was, and the next
+    line continues the chain."""
+    path = tmp_path / "audit.log"
+    audit = AuditLog(path, fsync=False)
+    for number in range(3):
+        audit.append(a_denial(number))
+    before = path.read_bytes()
+    real_write = os.write
+
+    def half_write(fd: int, data: bytes) -> int:
+        return real_write(fd, data[:len(data) // 2])
+
+    monkeypatch.setattr("exchanger.audit.log.os.write", half_write)
+    with pytest.raises(AuditWriteError, match="short write"):
+        audit.append(a_denial(3))
+    assert path.read_bytes() == before
+    assert audit.head.seq == 3
+    monkeypatch.setattr("exchanger.audit.log.os.write", real_write)
+    for number in range(3, 5):
+        audit.append(a_denial(number))
+    audit.close()
+    assert verify_file(path) == (True, 5)
 
 
 def test_an_unopenable_path_raises_audit_write_error(tmp_path: Path) -> None:
