@@ -40,7 +40,7 @@ from kubegate_bench.peer_procs import (
     tree_pids,
 )
 from kubegate_bench.peer_report import report
-from kubegate_bench.procs import free_port, start_process, wait_for_line
+from kubegate_bench.procs import KUBEGATE, free_port, start_process, wait_for_line
 from kubegate_bench.tokens import AUDIENCE, BenchIssuer, github_mapping
 
 TITLE = "kubegate vs Dex (peer) token exchange, Go load generator, with floors"
@@ -112,7 +112,8 @@ def _start_kubegate(stack: contextlib.ExitStack, folder: Path, issuer: BenchIssu
         clusters=[cluster], mappings=github_mapping("web-deploy", GRANT),
         selfIssued=self_issued, rateLimit=exchangers.UNLIMITED,
         httpListen=f"127.0.0.1:{http_port}")
-    server = exchangers.start("b15-kubegate", folder / "kubegate", config)
+    server = exchangers.start("b15-kubegate", folder / "kubegate", config, [  # every core,
+        *KUBEGATE, "serve", "--config", str(config), "--log-level", "WARNING"])  # as Dex
     stack.callback(server.stop)
     common = ["-ca", str(server.ca_file), "-tokens", str(tokens)]
     return (_Target(name="kubegate", pid=server.pid,
