@@ -26,7 +26,8 @@ replica's own (its disk): another replica may well be writable.
 Workers (`role`, `kubegate serve --workers N`, see `exchanger.prefork`): the gRPC server and
 the token endpoint share their ports with the other workers (SO_REUSEPORT), and the parts
 that must run once per replica (session reaper, request expirer, CI job webhooks, self-issued
-discovery) run in worker 0 only; `prepare_shared_files` is what the parent creates first.
+discovery) run in worker 0 only; `exchanger.statefiles.prepare_shared_files` is what
+the parent creates first.
 """
 
 from __future__ import annotations
@@ -67,10 +68,9 @@ from exchanger.backends.selfissued import (
     load_or_create_signing_key,
 )
 from exchanger.backends.tokenrequest import TokenRequestBackend
-from exchanger.config import ClusterConfig, Config, TLSFiles
+from exchanger.config import ClusterConfig, Config
 from exchanger.exchange import Exchanger
 from exchanger.kube.client import ClusterCredentials, KubernetesClient
-from exchanger.localtls import ensure_local_tls
 from exchanger.mapping_sources import build_mapping_sources
 from exchanger.mappings.cluster import ClusterMappings, SourceState
 from exchanger.mappings.store import ReloadResult
@@ -82,6 +82,7 @@ from exchanger.prefork.role import WorkerRole
 from exchanger.ratelimit import IdentityRateLimiter
 from exchanger.readiness import Readiness
 from exchanger.service import ExchangeServicer, add_exchange_service
+from exchanger.statefiles import ensure_tls, host_port
 from exchanger.v1 import exchange_pb2
 from exchanger.verify.fetch import HttpsKeyFetcher, KeyResponse
 from exchanger.verify.issuers import IssuerConfig, KubernetesCluster
@@ -194,33 +195,6 @@ class _Reviewer:
         return self._clients[source.cluster].review_token(token, issuer.audiences)
 
 
-def _ensure_tls(files: TLSFiles, host: str) -> None:
-    if files.generated_ca_file is not None:
-        ensure_local_tls(files.generated_ca_file, files.cert_file, files.key_file,
-                         (host, "localhost", "127.0.0.1"))
-
-
-def prepare_shared_files(config: Config) -> None:
-    """Create once what every worker of `serve --workers N` reads and none may create on its
-    own (N would race): the state folders, the generated TLS files of the gRPC listener and
-    of self-issued discovery, and the self-issued signing key."""
-    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    config.mappings.mkdir(parents=True, exist_ok=True)
-    if config.tls is not None:
-        address = parse_address(config.listen)
-        _ensure_tls(config.tls, address.bind_host if isinstance(address, HostPort)
-                    else "127.0.0.1")
-    if config.self_issued is not None and any(c.backend == "selfIssued"
-                                              for c in config.clusters):
-        _ensure_tls(config.self_issued.tls, _host_port(config.self_issued.listen)[0])
-        load_or_create_signing_key(config.state_dir / "signing-key.pem")
-
-
-def _host_port(listen: str) -> tuple[str, int]:
-    address = parse_host_port(listen)  # the config loader checked it
-    return address.bind_host, address.port
-
-
 def _cluster_issuer_names(config: Config, cluster: str) -> frozenset[str]:
     return frozenset(
         i.name for i in config.issuers
@@ -328,7 +302,7 @@ def _start_parts(config: Config, clients: dict[str, KubernetesClient],
     readiness.set("started", True)
     _start_health(config, run)
     if config.metrics_listen:
-        host, port = _host_port(config.metrics_listen)
+        host, port = host_port(config.metrics_listen)
         http_server, thread = start_http_server(port, host, registry=metrics.registry)
         run.metrics_port = int(http_server.server_address[1])
         run._closers.extend([http_server.server_close, thread.join, http_server.shutdown])
@@ -432,8 +406,8 @@ def _key_cache(config: Config, clients: dict[str, KubernetesClient],
 def _start_discovery(config: Config, run: RunningExchanger) -> None:
     if run.signer is None or config.self_issued is None:
         return
-    host, port = _host_port(config.self_issued.listen)
-    _ensure_tls(config.self_issued.tls, host)
+    host, port = host_port(config.self_issued.listen)
+    ensure_tls(config.self_issued.tls, host)
     discovery = DiscoveryServer(signer=run.signer, host=host, port=port,
                                 cert_file=config.self_issued.tls.cert_file,
                                 key_file=config.self_issued.tls.key_file)
@@ -453,7 +427,7 @@ def _start_grpc(config: Config, exchanger: Exchanger, access: AccessParts,
     if config.tls is not None:
         address = parse_address(config.listen)
         host = address.bind_host if isinstance(address, HostPort) else "127.0.0.1"
-        _ensure_tls(config.tls, host)
+        ensure_tls(config.tls, host)
         credentials = grpc.ssl_server_credentials(
             [(config.tls.key_file.read_bytes(), config.tls.cert_file.read_bytes())],
             root_certificates=(config.tls.client_ca_file.read_bytes()
@@ -473,7 +447,7 @@ def _start_token_endpoint(config: Config, exchanger: Exchanger, clock: Callable[
     generated certificate already exists), calling the same Exchanger."""
     if not config.http_listen:
         return
-    host, port = _host_port(config.http_listen)
+    host, port = host_port(config.http_listen)
     context = (tls_context(config.tls.cert_file, config.tls.key_file,
                            config.tls.client_ca_file) if config.tls is not None else None)
     server = TokenServer(host=host, port=port, context=context,  # bound: its port is known

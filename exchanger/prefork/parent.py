@@ -40,14 +40,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from exchanger.access.service import ACCESS_SERVICE, SESSION_SERVICE
 from exchanger.access.sqlite_store import SqliteStores
 from exchanger.audit.log import AuditLog
 from exchanger.audit.workerfiles import worker_log
 from exchanger.config import Config
 from exchanger.prefork.role import check_workers
 from exchanger.prefork.supervisor import Supervisor
-from exchanger.server import SERVICE_NAME, prepare_shared_files
+from exchanger.statefiles import prepare_shared_files
+from exchanger.v1 import access_pb2, exchange_pb2
 from kubegate.addresses import HostPort, parse_address, parse_host_port
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,12 @@ log = logging.getLogger(__name__)
 START_TIMEOUT = 120.0  # seconds for every worker to start (a loaded machine is slow)
 STOP_GRACE = 10.0
 WATCH_SECONDS = 0.1
+
+# What a worker serves, for the parent's health answers (the descriptors, not the servicer
+# modules: the parent imports no gRPC servicer and no Kubernetes client, to stay small).
+SERVED = (exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"].full_name,
+          access_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name,
+          access_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name)
 
 
 def prepare(config: Config, count: int) -> None:
@@ -131,7 +137,7 @@ class WorkerGauges:
         serving, not_serving = (health_pb2.HealthCheckResponse.SERVING,
                                 health_pb2.HealthCheckResponse.NOT_SERVING)
         self._health.set("", serving if running else not_serving)
-        for service in (SERVICE_NAME, ACCESS_SERVICE, SESSION_SERVICE):
+        for service in SERVED:
             self._health.set(service, serving if ready else not_serving)
 
 
