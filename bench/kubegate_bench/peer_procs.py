@@ -102,6 +102,27 @@ def tree_cpu_seconds(root: int) -> float:
     return total + (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
 
 
+def pss_mib(pid: int) -> float:
+    """A process's proportional set size (smaps_rollup): its private pages, plus each shared
+    page divided among the processes that map it."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no Pss in /proc/{pid}/smaps_rollup")
+
+
+def tree_pss_mib(root: int) -> float:
+    """The memory root's process tree uses, each page counted once (the sum of the PSS of
+    every process in it; summing RSS instead counts a page shared by N workers N times)."""
+    total = 0.0
+    for pid in tree_pids(root):
+        try:
+            total += pss_mib(pid)
+        except (OSError, RuntimeError):
+            continue
+    return total
+
+
 def tree_rss_mib(root: int) -> float:
     total = 0.0
     for pid in tree_pids(root):
@@ -120,7 +141,8 @@ class LoadResult:
     concurrency: int
     report: dict[str, Any]
     server_cpu_seconds: float
-    peak_rss_mib: float
+    peak_rss_mib: float  # the tree's RSS summed over its processes, at its peak
+    peak_pss_mib: float  # the tree's PSS summed (each page once), at its peak
 
     @property
     def throughput(self) -> float:
@@ -149,7 +171,8 @@ def run_load(*, loadgen: Path, target: str, server_pid: int, args: Sequence[str]
     argv = [str(loadgen), *args, "-concurrency", str(concurrency), "-duration", f"{seconds}s",
             "-warmup", f"{warmup}s", "-offset", str(offset)]
     cpu_before = tree_cpu_seconds(server_pid)
-    with RssSampler(pid=server_pid, interval=0.2, measure=tree_rss_mib) as rss:
+    with (RssSampler(pid=server_pid, interval=0.2, measure=tree_rss_mib) as rss,
+          RssSampler(pid=server_pid, interval=0.2, measure=tree_pss_mib) as pss):
         done = subprocess.run(argv, capture_output=True, text=True,  # noqa: S603
                               timeout=seconds + warmup + 120, check=False)
     cpu = tree_cpu_seconds(server_pid) - cpu_before
@@ -158,4 +181,5 @@ def run_load(*, loadgen: Path, target: str, server_pid: int, args: Sequence[str]
                            f"{done.returncode}: {done.stderr.strip()[-500:]}")
     report: dict[str, Any] = json.loads(done.stdout)
     return LoadResult(target=target, concurrency=concurrency, report=report,
-                      server_cpu_seconds=cpu, peak_rss_mib=rss.peak)
+                      server_cpu_seconds=cpu, peak_rss_mib=rss.peak,
+                      peak_pss_mib=pss.peak)
