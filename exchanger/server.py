@@ -183,8 +183,8 @@ def _cluster_access(cluster: ClusterConfig) -> ClusterInfo:
                          certificate_authority_data=ca, namespace="")
 
 
-class _Reviewer:
-    """TokenReviewer over each cluster's client."""
+class ClusterReviewer:
+    """TokenReviewer over each cluster's client (the exchanger's and the gateway's)."""
 
     def __init__(self, clients: dict[str, KubernetesClient]) -> None:
         self._clients = clients
@@ -267,7 +267,7 @@ def _start_parts(config: Config, clients: dict[str, KubernetesClient],
     store, watcher = sources.store, sources
     metrics.mappings_loaded.set(len(store.current))
     keys = _key_cache(config, clients, clock, run)
-    reviewer = _Reviewer(clients) if any(i.token_review for i in config.issuers) else None
+    reviewer = ClusterReviewer(clients) if any(i.token_review for i in config.issuers) else None
     verifier = Verifier(config.issuers, keys, clock, reviewer)
     run.readiness = readiness = Readiness(
         run.health, SERVICE_NAME, serving=health_pb2.HealthCheckResponse.SERVING,

@@ -43,8 +43,6 @@ or, with parts built by the caller (tests):
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -60,6 +58,7 @@ from exchanger.gateway.identity_selfissued import (
     session_of_credential,
 )
 from exchanger.gateway.session import GatewayRefusal, GatewaySession
+from exchanger.lru import DigestLru
 from exchanger.verify import reasons
 from exchanger.verify.compact import parse_compact
 from exchanger.verify.keys import KeyCache
@@ -89,33 +88,6 @@ class _Cached:
     fresh_until: float
 
 
-class _Cache:
-    """A bounded, thread-safe LRU of sessions by token digest."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._entries: OrderedDict[bytes, _Cached] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, digest: bytes) -> _Cached | None:
-        with self._lock:
-            entry = self._entries.get(digest)
-            if entry is not None:
-                self._entries.move_to_end(digest)
-            return entry
-
-    def put(self, digest: bytes, entry: _Cached) -> None:
-        with self._lock:
-            self._entries[digest] = entry
-            self._entries.move_to_end(digest)
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
-
-    def discard(self, digest: bytes) -> None:
-        with self._lock:
-            self._entries.pop(digest, None)
-
-
 class GatewayAuthenticator:
     """The gateway's `Authenticator` (see the module docstring)."""
 
@@ -124,7 +96,7 @@ class GatewayAuthenticator:
                  cache_size: int = CACHE_SIZE) -> None:
         self._verifier, self._people, self._sessions = verifier, people, sessions
         self._ends, self._cluster, self._clock = ends, cluster, clock
-        self._cache = _Cache(cache_size)
+        self._cache = DigestLru[_Cached](cache_size)
 
     def authenticate(self, token: str) -> GatewaySession:
         if not token:

@@ -23,11 +23,9 @@ from exchanger.access.stores import open_stores
 from exchanger.config import Config
 from exchanger.gateway.ends import SessionWatch
 from exchanger.gateway.identity import GatewayAuthenticator, build_authenticator
-from exchanger.kube.client import KubernetesClient
 from exchanger.mapping_sources import build_mapping_sources
 from exchanger.mappings.store import ReloadResult
-from exchanger.server import cluster_clients, key_fetcher
-from exchanger.verify.issuers import IssuerConfig, KubernetesCluster
+from exchanger.server import ClusterReviewer, cluster_clients, key_fetcher
 from exchanger.verify.keys import KeyCache
 
 __all__ = ["GatewayIdentity", "start_identity"]
@@ -43,18 +41,6 @@ class GatewayIdentity:
         for close in reversed(self.closers):
             close()
         self.closers.clear()
-
-
-class _Reviewer:
-    """TokenReview through the issuer's cluster client (issuers with tokenReview: true)."""
-
-    def __init__(self, clients: dict[str, KubernetesClient]) -> None:
-        self._clients = clients
-
-    def review(self, issuer: IssuerConfig, token: str) -> bool:
-        source = issuer.key_source
-        assert isinstance(source, KubernetesCluster)
-        return self._clients[source.cluster].review_token(token, issuer.audiences)
 
 
 def start_identity(config: Config, clock: Callable[[], float] = time.time) -> GatewayIdentity:
@@ -73,7 +59,7 @@ def start_identity(config: Config, clock: Callable[[], float] = time.time) -> Ga
         authenticator = build_authenticator(
             config, keys=KeyCache(key_fetcher(clients), clock), mappings=sources.store,
             requests=requests, sessions=sessions, ends=watch, clock=clock,
-            reviewer=_Reviewer(clients) if any(i.token_review for i in config.issuers)
+            reviewer=ClusterReviewer(clients) if any(i.token_review for i in config.issuers)
             else None)
         watch.start()
         closers.append(watch.stop)

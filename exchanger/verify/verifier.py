@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from exchanger.identity import Identity
+from exchanger.lru import DigestLru
 from exchanger.verify import reasons
 from exchanger.verify.claims import TokenClaims, check_claims, check_validity_window
 from exchanger.verify.compact import DEFAULT_MAX_TOKEN_BYTES, check_size, parse_compact
@@ -56,35 +55,6 @@ class _CachedVerification:
     fresh_until: float
 
 
-class _VerifiedTokenCache:
-    """A bounded LRU of verifications by token digest; safe to share between threads."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._entries: OrderedDict[bytes, _CachedVerification] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, digest: bytes) -> _CachedVerification | None:
-        with self._lock:
-            entry = self._entries.get(digest)
-            if entry is not None:
-                self._entries.move_to_end(digest)
-            return entry
-
-    def put(self, digest: bytes, entry: _CachedVerification) -> None:
-        if self._size <= 0:
-            return
-        with self._lock:
-            self._entries[digest] = entry
-            self._entries.move_to_end(digest)
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
-
-    def discard(self, digest: bytes) -> None:
-        with self._lock:
-            self._entries.pop(digest, None)
-
-
 class Verifier:
     """Verifies subject tokens against a fixed set of trusted issuers."""
 
@@ -105,7 +75,7 @@ class Verifier:
         self._keys = keys
         self._clock = clock
         self._reviewer = token_reviewer
-        self._cache = _VerifiedTokenCache(cache_size)
+        self._cache = DigestLru[_CachedVerification](cache_size)
         self._max_token_bytes = max_token_bytes
         self._review_cache_seconds = review_cache_seconds
 
