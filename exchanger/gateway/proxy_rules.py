@@ -37,7 +37,7 @@ from kubegate.http.headers import (
 SESSION_EXTRA = "kubegate.io/session"
 SYSTEM_PREFIX = "system:"
 PUBLIC_PREFIX = "kubegate gateway: "
-_BEARER = re.compile(r"[Bb]earer +([A-Za-z0-9\-._~+/]+=*) *")
+_BEARER = re.compile(r"(?i:bearer) +([A-Za-z0-9\-._~+/]+=*) *")  # scheme: any case
 _PRINTABLE = re.compile(r"[\x20-\x7e]+")
 # What the API server calls each refusal in a Status (`reason`), by HTTP status.
 _STATUS_REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden",

@@ -104,8 +104,9 @@ def test_a_request_without_one_bearer_token_is_refused_401(
     assert (refused.value.status, refused.value.reason) == (401, reason)
 
 
-def test_the_bearer_token_is_taken_whatever_the_scheme_case() -> None:
-    assert bearer_token((("authorization", "bearer eyJ.a.b"),)) == "eyJ.a.b"
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER", "bEaReR"])
+def test_the_bearer_token_is_taken_whatever_the_scheme_case(scheme: str) -> None:
+    assert bearer_token((("authorization", f"{scheme} eyJ.a.b"),)) == "eyJ.a.b"
 
 
 @pytest.mark.parametrize(("method", "target", "verb"), [
