@@ -9,15 +9,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from kubegate_bench.common import Outcome
+from kubegate_bench.plot_axes import Axes, cdf, empty, log_x
 
-Axes = Any
 NAMES = {"kubegate": "kubegate gRPC", "kubegate-https": "kubegate HTTPS", "dex": "Dex",
          "go": "plain Go (floor)"}
 
 
 def draw(throughput: Axes, cpu: Axes, latency: Axes, outcome: Outcome | None) -> None:
-    from kubegate_bench.plot import empty
-
     if outcome is None or not outcome.data.get("concurrency"):
         for ax, title in ((throughput, "15: throughput vs Dex"), (cpu, "15: CPU per exchange"),
                           (latency, "15: latency vs Dex")):
@@ -65,7 +63,6 @@ def _cpu(ax: Axes, data: Mapping[str, Any]) -> None:
 
 
 def _latency(ax: Axes, data: Mapping[str, Any]) -> None:
-    from kubegate_bench.plot import cdf, log_x
 
     top = str(data["concurrency"][-1])
     for name in ("kubegate", "dex", "go"):

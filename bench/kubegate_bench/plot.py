@@ -22,39 +22,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
-from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from kubegate_bench import peer_plot  # noqa: E402
-from kubegate_bench.common import Outcome, Row, median  # noqa: E402
+from kubegate_bench.common import Outcome, Row  # noqa: E402
+from kubegate_bench.plot_axes import MIN_SAMPLES, Axes, cdf, empty, log_x  # noqa: E402
 from kubegate_bench.report import target_text  # noqa: E402
 
-Axes = Any
-MIN_SAMPLES = 200  # fewer samples than this: no distribution curve
 DIRECTION = {"ratio>=": "higher is better", "ratio<=": "lower is better",
              "value<=": "lower is better", "value==": "exact"}
-
-
-def cdf(ax: Axes, samples: Sequence[float], label: str, **style: Any) -> None:
-    """A CDF of samples, or (too few) a legend entry saying how many there were."""
-    if not samples:
-        return
-    ordered = sorted(samples)
-    n = len(ordered)
-    if n < MIN_SAMPLES:
-        ax.plot([], [], " ", label=f"{label}: n={n} < {MIN_SAMPLES}, no curve "
-                                   f"(median {median(ordered):.3g}, max {ordered[-1]:.3g})")
-        return
-    ax.plot(ordered, [(i + 1) / n for i in range(n)], label=f"{label} (n={n})", **style)
-
-
-def log_x(ax: Axes) -> None:
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(NullFormatter())
-
-
-def empty(ax: Axes, title: str, why: str = "not run") -> None:
-    ax.set_title(title)
-    ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes)
 
 
 def _throughput(ax: Axes, data: Mapping[str, Any]) -> None:
