@@ -73,6 +73,7 @@ app.kubernetes.io/component: exchanger
       "tls" (dict "certFile" "/etc/kubegate/tls/tls.crt" "keyFile" "/etc/kubegate/tls/tls.key")
       "healthListen" "0.0.0.0:8081"
       "metricsListen" "0.0.0.0:9090"
+      "workers" (int .Values.workers)
       "stateDir" "/var/lib/kubegate"
       "auditLog" "/var/lib/kubegate/audit.log"
       "issuers" .Values.issuers
