@@ -145,12 +145,15 @@ def _material(entry: dict[str, Any], key: str, base: Path) -> bytes:
 
 def _spill(name: str, cert: bytes, key: bytes) -> tuple[Path, Path]:
     """ssl loads a client key from a file only: write both to a private folder (0700 folder,
-    0600 files) that lives as long as the process."""
+    0600 files) that lives as long as the process and is removed when it exits."""
+    import atexit
+    import shutil
     import tempfile
 
     from kubegate.files import write_secret_file
 
     folder = Path(tempfile.mkdtemp(prefix=f"kubegate-gateway-{name}-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # the key does not outlive us
     write_secret_file(folder / "client.crt", cert)
     write_secret_file(folder / "client.key", key)
     return folder / "client.crt", folder / "client.key"

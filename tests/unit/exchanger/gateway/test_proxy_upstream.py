@@ -88,3 +88,18 @@ def test_an_entry_without_credentials_or_ca_is_refused(tmp_path: Path) -> None:
         gateway_upstream(entry(ca_file=ca_file(tmp_path)))
     with pytest.raises(GatewayUpstreamError):
         gateway_upstream(entry(token_file=tmp_path / "token"))
+
+
+def test_a_spilled_client_key_is_removed_when_the_process_exits() -> None:
+    import subprocess
+    import sys
+
+    code = ("from exchanger.gateway.proxy_upstream import _spill\n"
+            "cert, key = _spill('t', b'cert', b'key')\n"
+            "import os, stat\n"
+            "assert stat.S_IMODE(os.stat(key).st_mode) == 0o600\n"
+            "print(key.parent)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).resolve().parents[4])
+    folder = Path(done.stdout.strip())
+    assert folder.name.startswith("kubegate-gateway-t-") and not folder.exists()
